@@ -1,0 +1,139 @@
+"""Settings, read once from the environment at start-up and passed to whatever needs them.
+
+Every variable has an embedded default so `digest` runs with no server at all: SQLite in the data
+dir, Celery tasks run eagerly in-process, and emails land as `.eml` files in the outbox.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from email.utils import parseaddr
+from pathlib import Path
+from urllib.parse import urlsplit
+
+
+class ConfigError(ValueError):
+    """A setting is present but unusable; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    database_url: str
+    broker_url: str | None
+    smtp_url: str | None
+    base_url: str
+    secret_key: str = field(repr=False)
+    mail_from: str
+    digest_size: int = 10
+    first_digest_lookback_days: int = 7
+    send_hour_utc: int = 6
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.data_dir / "outbox"
+
+    @property
+    def eager(self) -> bool:
+        """Without a broker, Celery tasks run in the calling process."""
+        return self.broker_url is None
+
+    @property
+    def mail_domain(self) -> str:
+        return parseaddr(self.mail_from)[1].rpartition("@")[2] or "localhost"
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int, upper: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if not 0 <= value <= upper:
+        raise ConfigError(f"{name} must be between 0 and {upper}, got {value}")
+    return value
+
+
+def _load_or_create_secret(data_dir: Path) -> str:
+    """Keep one generated key per data dir, so links in emails already sent stay valid after a restart."""
+    path = data_dir / "secret_key"
+    if path.exists():
+        key = path.read_text(encoding="ascii").strip()
+        if key:
+            return key
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as fh:
+        fh.write(key + "\n")
+    try:
+        # link() fails if another process won the race; then its key is the one to use.
+        os.link(tmp, path)
+    except FileExistsError:
+        key = path.read_text(encoding="ascii").strip()
+    finally:
+        tmp.unlink()
+    return key
+
+
+def _check_url(name: str, value: str, schemes: tuple[str, ...]) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in schemes or not (parts.netloc or parts.path):
+        raise ConfigError(
+            f"{name} must be a URL starting with one of {', '.join(s + '://' for s in schemes)}; "
+            f"got {value!r}"
+        )
+    return value
+
+
+def get_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Build settings from `env` (the process environment by default)."""
+    env = os.environ if env is None else env
+    data_dir = Path(env.get("DIGEST_DATA_DIR") or "./var").expanduser().resolve()
+
+    database_url = env.get("DIGEST_DATABASE_URL") or f"sqlite:///{data_dir / 'digest.sqlite3'}"
+    if not database_url.startswith(("sqlite", "postgresql")):
+        raise ConfigError(
+            f"DIGEST_DATABASE_URL must be a sqlite:// or postgresql+psycopg:// URL; got {database_url!r}"
+        )
+
+    broker_url = env.get("DIGEST_BROKER_URL") or None
+    if broker_url:
+        _check_url("DIGEST_BROKER_URL", broker_url, ("redis", "rediss", "memory"))
+
+    smtp_url = env.get("DIGEST_SMTP_URL") or None
+    if smtp_url:
+        _check_url("DIGEST_SMTP_URL", smtp_url, ("smtp", "smtps", "smtp+starttls"))
+
+    base_url = _check_url(
+        "DIGEST_BASE_URL", env.get("DIGEST_BASE_URL") or "http://127.0.0.1:8000", ("http", "https")
+    ).rstrip("/")
+
+    mail_from = env.get("DIGEST_FROM") or "Paper digest <digest@localhost>"
+    if "@" not in parseaddr(mail_from)[1]:
+        raise ConfigError(
+            f"DIGEST_FROM must be an email address such as 'Digest <digest@example.org>'; got {mail_from!r}"
+        )
+
+    secret_key = env.get("DIGEST_SECRET_KEY") or _load_or_create_secret(data_dir)
+    if len(secret_key) < 16:
+        raise ConfigError("DIGEST_SECRET_KEY must be at least 16 characters long")
+
+    return Settings(
+        data_dir=data_dir,
+        database_url=database_url,
+        broker_url=broker_url,
+        smtp_url=smtp_url,
+        base_url=base_url,
+        secret_key=secret_key,
+        mail_from=mail_from,
+        digest_size=_positive_int(env, "DIGEST_SIZE", 10, 100) or 10,
+        first_digest_lookback_days=_positive_int(env, "DIGEST_FIRST_LOOKBACK_DAYS", 7, 365),
+        send_hour_utc=_positive_int(env, "DIGEST_SEND_HOUR_UTC", 6, 23),
+    )

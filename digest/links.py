@@ -1,0 +1,130 @@
+"""Signed links in emails and pages.
+
+A link names the subscriber by their random public id, never by row id or address, and each purpose has
+its own salt so a token minted for one action is useless for another. Mail scanners follow links, so
+every link leads to a page whose button POSTs; a GET never changes anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from itsdangerous import BadData, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
+
+from digest.config import Settings
+from digest.models import Vote
+
+CONFIRM_MAX_AGE_SECONDS = 7 * 24 * 3600
+
+
+class BadLink(ValueError):
+    """The token was tampered with, made for another purpose, malformed or expired."""
+
+
+@dataclass(frozen=True)
+class FeedbackLink:
+    public_id: str
+    listing_id: int
+    vote: Vote
+
+
+@dataclass(frozen=True)
+class UndoLink:
+    public_id: str
+    listing_id: int
+    restore: Vote | None
+
+
+class Links:
+    def __init__(self, settings: Settings) -> None:
+        self.base_url = settings.base_url
+        key = settings.secret_key
+        self._feedback = URLSafeSerializer(key, salt="digest.feedback")
+        self._undo = URLSafeSerializer(key, salt="digest.feedback-undo")
+        self._unsubscribe = URLSafeSerializer(key, salt="digest.unsubscribe")
+        self._preferences = URLSafeSerializer(key, salt="digest.preferences")
+        self._confirm = URLSafeTimedSerializer(key, salt="digest.confirm")
+
+    # Tokens -----------------------------------------------------------------------------------
+    def feedback_token(self, public_id: str, listing_id: int, vote: Vote) -> str:
+        return str(self._feedback.dumps([public_id, listing_id, int(vote)]))
+
+    def undo_token(self, public_id: str, listing_id: int, restore: Vote | None) -> str:
+        return str(self._undo.dumps([public_id, listing_id, 0 if restore is None else int(restore)]))
+
+    def unsubscribe_token(self, public_id: str) -> str:
+        return str(self._unsubscribe.dumps(public_id))
+
+    def preferences_token(self, public_id: str) -> str:
+        return str(self._preferences.dumps(public_id))
+
+    def confirm_token(self, public_id: str) -> str:
+        return str(self._confirm.dumps(public_id))
+
+    def read_feedback(self, token: str) -> FeedbackLink:
+        public_id, listing_id, vote = _triple(self._feedback, token)
+        if vote not in (Vote.MORE, Vote.LESS):
+            raise BadLink("unknown feedback action")
+        return FeedbackLink(public_id, listing_id, Vote(vote))
+
+    def read_undo(self, token: str) -> UndoLink:
+        public_id, listing_id, restore = _triple(self._undo, token)
+        if restore not in (0, Vote.MORE, Vote.LESS):
+            raise BadLink("unknown undo action")
+        return UndoLink(public_id, listing_id, Vote(restore) if restore else None)
+
+    def read_unsubscribe(self, token: str) -> str:
+        return _public_id(_loads(self._unsubscribe, token))
+
+    def read_preferences(self, token: str) -> str:
+        return _public_id(_loads(self._preferences, token))
+
+    def read_confirm(self, token: str) -> str:
+        try:
+            return _public_id(self._confirm.loads(token, max_age=CONFIRM_MAX_AGE_SECONDS))
+        except SignatureExpired:
+            raise BadLink("this confirmation link has expired; subscribe again to get a new one") from None
+        except BadData:
+            raise BadLink("this link is not valid") from None
+
+    # URLs -------------------------------------------------------------------------------------
+    def feedback_url(self, public_id: str, listing_id: int, vote: Vote) -> str:
+        return f"{self.base_url}/feedback/{self.feedback_token(public_id, listing_id, vote)}"
+
+    def undo_url(self, public_id: str, listing_id: int, restore: Vote | None) -> str:
+        return f"{self.base_url}/feedback/undo/{self.undo_token(public_id, listing_id, restore)}"
+
+    def unsubscribe_url(self, public_id: str) -> str:
+        return f"{self.base_url}/unsubscribe/{self.unsubscribe_token(public_id)}"
+
+    def preferences_url(self, public_id: str) -> str:
+        return f"{self.base_url}/preferences/{self.preferences_token(public_id)}"
+
+    def confirm_url(self, public_id: str) -> str:
+        return f"{self.base_url}/confirm/{self.confirm_token(public_id)}"
+
+
+def _loads(serializer: URLSafeSerializer, token: str) -> Any:
+    try:
+        return serializer.loads(token)
+    except BadData:
+        raise BadLink("this link is not valid") from None
+
+
+def _public_id(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise BadLink("this link is not valid")
+    return value
+
+
+def _triple(serializer: URLSafeSerializer, token: str) -> tuple[str, int, int]:
+    value = _loads(serializer, token)
+    if (
+        not isinstance(value, list)
+        or len(value) != 3
+        or not isinstance(value[0], str)
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in value[1:])
+    ):
+        raise BadLink("this link is not valid")
+    return value[0], value[1], value[2]

@@ -1,0 +1,174 @@
+"""The stored state of the service. The schema itself is owned by the Alembic migrations."""
+
+from __future__ import annotations
+
+import enum
+import secrets
+from datetime import UTC, date, datetime
+
+from sqlalchemy import (
+    JSON,
+    Date,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores them naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+def new_public_id() -> str:
+    return secrets.token_urlsafe(12)
+
+
+class Listing(Base):
+    """One paper, stored once however many times it is ingested."""
+
+    __tablename__ = "listing"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    external_id: Mapped[str | None] = mapped_column(String(200), unique=True)
+    title_key: Mapped[str] = mapped_column(String(500), unique=True)
+    title: Mapped[str] = mapped_column(Text)
+    abstract: Mapped[str] = mapped_column(Text)
+    url: Mapped[str | None] = mapped_column(String(2000))
+    authors: Mapped[list[str]] = mapped_column(JSON, default=list)
+    published: Mapped[date | None] = mapped_column(Date)
+    source: Mapped[str] = mapped_column(String(500))
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class SubscriberStatus(enum.StrEnum):
+    PENDING = "pending"
+    ACTIVE = "active"
+    UNSUBSCRIBED = "unsubscribed"
+
+
+class Subscriber(Base):
+    __tablename__ = "subscriber"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # Links carry this, never the row id or the address.
+    public_id: Mapped[str] = mapped_column(String(32), unique=True, default=new_public_id)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    topics: Mapped[list[str]] = mapped_column(JSON)
+    status: Mapped[SubscriberStatus] = mapped_column(
+        Enum(SubscriberStatus, native_enum=False, length=20, values_callable=lambda e: [m.value for m in e]),
+        default=SubscriberStatus.PENDING,
+    )
+    digest_size: Mapped[int | None] = mapped_column(SmallInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Vote(enum.IntEnum):
+    LESS = -1
+    MORE = 1
+
+
+class Feedback(Base):
+    """The subscriber's current vote on one paper: the last click wins."""
+
+    __tablename__ = "feedback"
+    __table_args__ = (UniqueConstraint("subscriber_id", "listing_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscriber.id", ondelete="CASCADE"), index=True)
+    listing_id: Mapped[int] = mapped_column(ForeignKey("listing.id", ondelete="CASCADE"))
+    vote: Mapped[int] = mapped_column(SmallInteger)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class DigestStatus(enum.StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class Digest(Base):
+    """One subscriber's email for one date; the row exists before the send so a rerun never sends twice."""
+
+    __tablename__ = "digest"
+    __table_args__ = (UniqueConstraint("subscriber_id", "digest_date"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscriber.id", ondelete="CASCADE"))
+    digest_date: Mapped[date] = mapped_column(Date, index=True)
+    status: Mapped[DigestStatus] = mapped_column(
+        Enum(DigestStatus, native_enum=False, length=20, values_callable=lambda e: [m.value for m in e]),
+        default=DigestStatus.PENDING,
+    )
+    # Listings first stored after this moment are candidates for the subscriber's next digest.
+    candidates_until: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    message_id: Mapped[str | None] = mapped_column(String(300))
+    error: Mapped[str | None] = mapped_column(Text)
+
+    subscriber: Mapped[Subscriber] = relationship()
+    items: Mapped[list[DigestItem]] = relationship(
+        back_populates="digest", order_by="DigestItem.rank", cascade="all, delete-orphan"
+    )
+
+
+class DigestItem(Base):
+    """A paper chosen for a digest; unique per subscriber so no paper is ever sent to them twice."""
+
+    __tablename__ = "digest_item"
+    __table_args__ = (UniqueConstraint("subscriber_id", "listing_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    digest_id: Mapped[int] = mapped_column(ForeignKey("digest.id", ondelete="CASCADE"), index=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscriber.id", ondelete="CASCADE"))
+    listing_id: Mapped[int] = mapped_column(ForeignKey("listing.id", ondelete="CASCADE"))
+    rank: Mapped[int] = mapped_column(SmallInteger)
+    score: Mapped[float] = mapped_column(Float)
+    reason: Mapped[str] = mapped_column(String(500))
+
+    digest: Mapped[Digest] = relationship(back_populates="items")
+    listing: Mapped[Listing] = relationship()

@@ -1,0 +1,61 @@
+"""What a process needs to do its work, built once from `Settings` at start-up and passed in.
+
+Nothing here is created at import time, so each test builds its own against its own database and outbox.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING, Protocol
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from digest.config import Settings
+from digest.db import make_engine, make_sessionmaker
+from digest.links import Links
+
+if TYPE_CHECKING:
+    from digest.delivery import Mailer
+    from digest.rendering import Renderer
+
+
+class Dispatcher(Protocol):
+    """Queues background work. Callers invoke it only after the transaction that made the work commits."""
+
+    def send_digests(self, digest_ids: Sequence[int]) -> None: ...
+
+    def send_confirmation(self, subscriber_id: int) -> None: ...
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+
+    @classmethod
+    def build(cls, settings: Settings) -> Services:
+        engine = make_engine(settings.database_url)
+        return cls(settings=settings, engine=engine, sessions=make_sessionmaker(engine))
+
+    @cached_property
+    def links(self) -> Links:
+        return Links(self.settings)
+
+    @cached_property
+    def renderer(self) -> Renderer:
+        from digest.rendering import Renderer
+
+        return Renderer.default()
+
+    @cached_property
+    def mailer(self) -> Mailer:
+        from digest.delivery import make_mailer
+
+        return make_mailer(self.settings)
+
+    def close(self) -> None:
+        self.engine.dispose()
