@@ -1,0 +1,165 @@
+"""Subscribing, confirming, unsubscribing and editing topics, independent of any web framework.
+
+Every function works inside the caller's session and never commits: the caller decides when the change
+becomes visible, and only then queues any email about it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from digest.models import Subscriber, SubscriberStatus, utcnow
+
+MAX_TOPICS = 20
+MAX_TOPIC_LENGTH = 100
+_TOPIC_SEPARATORS = re.compile(r"[,;\r\n]+")
+_SHOWN_INPUT_LENGTH = 60
+
+
+class InvalidSubscription(ValueError):
+    """Input a person typed that we cannot accept; the message is meant to be shown to them."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
+def _shorten(text: str, limit: int = _SHOWN_INPUT_LENGTH) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def normalize_email(raw: str) -> str:
+    """The form every address is stored and matched in, so 'Ann@Example.org' and 'ann@example.org' are one.
+
+    The local part is lowercased too: providers treating it case-sensitively are vanishingly rare, and
+    two rows for one mailbox would mean duplicate digests.
+    """
+    candidate = raw.strip()
+    if "\r" in candidate or "\n" in candidate:
+        raise InvalidSubscription("email", "an email address cannot contain line breaks")
+    if not candidate:
+        raise InvalidSubscription("email", "an email address is needed")
+    try:
+        validated = validate_email(candidate, check_deliverability=False)
+    except EmailNotValidError as error:
+        raise InvalidSubscription(
+            "email", f"{_shorten(candidate)!r} is not a valid email address ({error})"
+        ) from None
+    return validated.normalized.lower()
+
+
+def parse_topics(raw: str | Sequence[str]) -> list[str]:
+    """Turn a free-text box (or a list of entries) into the clean topic list ranking relies on."""
+    chunks = [raw] if isinstance(raw, str) else list(raw)
+    topics: list[str] = []
+    seen: set[str] = set()
+    for chunk in chunks:
+        for piece in _TOPIC_SEPARATORS.split(chunk):
+            topic = " ".join(piece.split())
+            if not topic or topic.casefold() in seen:
+                continue
+            if len(topic) > MAX_TOPIC_LENGTH:
+                raise InvalidSubscription(
+                    "topics", f"{_shorten(topic, 30)!r} is longer than {MAX_TOPIC_LENGTH} characters"
+                )
+            seen.add(topic.casefold())
+            topics.append(topic)
+    if not topics:
+        raise InvalidSubscription("topics", "at least one topic is needed")
+    if len(topics) > MAX_TOPICS:
+        raise InvalidSubscription("topics", f"at most {MAX_TOPICS} topics (got {len(topics)})")
+    return topics
+
+
+@dataclass(frozen=True)
+class SubscribeResult:
+    subscriber_id: int
+    needs_confirmation: bool
+    created: bool
+
+
+def find_by_public_id(session: Session, public_id: str) -> Subscriber | None:
+    return session.scalars(select(Subscriber).where(Subscriber.public_id == public_id)).one_or_none()
+
+
+def _activate(subscriber: Subscriber) -> None:
+    if subscriber.status is not SubscriberStatus.ACTIVE:
+        subscriber.status = SubscriberStatus.ACTIVE
+        subscriber.confirmed_at = utcnow()
+    subscriber.unsubscribed_at = None
+
+
+def subscribe(
+    session: Session, email: str, topics: str | Sequence[str], *, confirmed: bool = False
+) -> SubscribeResult:
+    """Create or update a subscription by address; `confirmed` is for callers who already proved the mailbox.
+
+    A concurrent subscribe of the same new address makes the flush fail on the unique email; the caller
+    should retry its transaction once, which then takes the existing-row path.
+    """
+    address = normalize_email(email)
+    topic_list = parse_topics(topics)
+    subscriber = session.scalars(select(Subscriber).where(Subscriber.email == address)).one_or_none()
+    created = subscriber is None
+    if subscriber is None:
+        subscriber = Subscriber(email=address, topics=topic_list, status=SubscriberStatus.PENDING)
+        session.add(subscriber)
+    else:
+        subscriber.topics = topic_list
+
+    if confirmed:
+        _activate(subscriber)
+    elif subscriber.status is SubscriberStatus.UNSUBSCRIBED:
+        # Anyone can type an address into the form, so coming back needs the mailbox owner's click again.
+        subscriber.status = SubscriberStatus.PENDING
+        subscriber.confirmed_at = None
+        subscriber.unsubscribed_at = None
+    session.flush()
+    return SubscribeResult(
+        subscriber_id=subscriber.id,
+        needs_confirmation=subscriber.status is SubscriberStatus.PENDING,
+        created=created,
+    )
+
+
+def confirm(session: Session, public_id: str) -> Subscriber | None:
+    """Activate a pending subscription; an unsubscribed one is left alone so an old link cannot revive it."""
+    subscriber = find_by_public_id(session, public_id)
+    if subscriber is not None and subscriber.status is SubscriberStatus.PENDING:
+        _activate(subscriber)
+        session.flush()
+    return subscriber
+
+
+def unsubscribe(session: Session, public_id: str) -> Subscriber | None:
+    subscriber = find_by_public_id(session, public_id)
+    if subscriber is not None and subscriber.status is not SubscriberStatus.UNSUBSCRIBED:
+        subscriber.status = SubscriberStatus.UNSUBSCRIBED
+        subscriber.unsubscribed_at = utcnow()
+        session.flush()
+    return subscriber
+
+
+def resubscribe(session: Session, public_id: str) -> Subscriber | None:
+    """Undo an unsubscribe; holding the signed link already proves control of the mailbox."""
+    subscriber = find_by_public_id(session, public_id)
+    if subscriber is not None:
+        _activate(subscriber)
+        session.flush()
+    return subscriber
+
+
+def update_topics(session: Session, public_id: str, topics: str | Sequence[str]) -> Subscriber | None:
+    topic_list = parse_topics(topics)
+    subscriber = find_by_public_id(session, public_id)
+    if subscriber is not None:
+        subscriber.topics = topic_list
+        session.flush()
+    return subscriber

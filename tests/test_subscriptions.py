@@ -1,0 +1,240 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from digest.models import Subscriber, SubscriberStatus
+from digest.services import Services
+from digest.subscriptions import (
+    InvalidSubscription,
+    confirm,
+    find_by_public_id,
+    normalize_email,
+    parse_topics,
+    resubscribe,
+    subscribe,
+    unsubscribe,
+    update_topics,
+)
+
+
+@pytest.fixture
+def session(services: Services) -> Iterator[Session]:
+    with services.sessions() as session:
+        yield session
+
+
+def public_id_of(session: Session, subscriber_id: int) -> str:
+    subscriber = session.get(Subscriber, subscriber_id)
+    assert subscriber is not None
+    return subscriber.public_id
+
+
+# parse_topics -----------------------------------------------------------------------------------
+
+
+def test_parse_topics_splits_on_commas_semicolons_and_newlines_keeping_order() -> None:
+    raw = "graph neural networks; protein folding\nreinforcement learning,  causal   inference "
+    assert parse_topics(raw) == [
+        "graph neural networks",
+        "protein folding",
+        "reinforcement learning",
+        "causal inference",
+    ]
+
+
+def test_parse_topics_drops_empties_and_case_insensitive_duplicates() -> None:
+    assert parse_topics(["Protein Folding", "", " , ;", "protein folding", "LLMs", "llms"]) == [
+        "Protein Folding",
+        "LLMs",
+    ]
+
+
+def test_parse_topics_needs_at_least_one() -> None:
+    with pytest.raises(InvalidSubscription, match=r"^topics: at least one topic is needed$"):
+        parse_topics(" ,;\n ")
+
+
+def test_parse_topics_rejects_a_topic_over_100_characters() -> None:
+    with pytest.raises(InvalidSubscription, match=r"^topics: 'x+…' is longer than 100 characters$"):
+        parse_topics("short, " + "x" * 101)
+    assert parse_topics("y" * 100) == ["y" * 100]
+
+
+def test_parse_topics_allows_at_most_20() -> None:
+    assert len(parse_topics([f"topic {n}" for n in range(20)])) == 20
+    with pytest.raises(InvalidSubscription, match=r"^topics: at most 20 topics"):
+        parse_topics(",".join(f"topic {n}" for n in range(21)))
+
+
+# normalize_email --------------------------------------------------------------------------------
+
+
+def test_normalize_email_lowercases_and_strips() -> None:
+    assert normalize_email("  Ann.Lee@Example.ORG ") == "ann.lee@example.org"
+
+
+@pytest.mark.parametrize("raw", ["foo", "a@b", "two@@example.org", "ann lee@example.org"])
+def test_normalize_email_names_the_field_and_the_input(raw: str) -> None:
+    with pytest.raises(InvalidSubscription) as caught:
+        normalize_email(raw)
+    assert caught.value.field == "email"
+    assert str(caught.value).startswith(f"email: {raw!r} is not a valid email address (")
+
+
+@pytest.mark.parametrize("raw", ["ann@example.org\r\nBcc: eve@example.org", "ann\n@example.org"])
+def test_normalize_email_rejects_line_breaks(raw: str) -> None:
+    with pytest.raises(InvalidSubscription, match=r"^email: .*line breaks"):
+        normalize_email(raw)
+
+
+def test_normalize_email_rejects_empty() -> None:
+    with pytest.raises(InvalidSubscription, match=r"^email: an email address is needed$"):
+        normalize_email("   ")
+
+
+# State transitions ------------------------------------------------------------------------------
+
+
+def test_new_address_is_pending_until_confirmed(session: Session) -> None:
+    result = subscribe(session, "Ann@Example.org", "llms, robotics")
+    assert result.created and result.needs_confirmation
+    subscriber = session.get(Subscriber, result.subscriber_id)
+    assert subscriber is not None
+    assert subscriber.email == "ann@example.org"
+    assert subscriber.status is SubscriberStatus.PENDING
+    assert subscriber.topics == ["llms", "robotics"]
+    assert subscriber.confirmed_at is None
+
+    confirmed = confirm(session, subscriber.public_id)
+    assert confirmed is subscriber
+    assert subscriber.status is SubscriberStatus.ACTIVE
+    first_confirmation = subscriber.confirmed_at
+    assert first_confirmation is not None
+
+    confirm(session, subscriber.public_id)
+    assert subscriber.status is SubscriberStatus.ACTIVE
+    assert subscriber.confirmed_at == first_confirmation
+
+
+def test_confirmed_subscribe_is_active_at_once(session: Session) -> None:
+    result = subscribe(session, "bob@example.org", "optics", confirmed=True)
+    assert result.created and not result.needs_confirmation
+    subscriber = session.get(Subscriber, result.subscriber_id)
+    assert subscriber is not None
+    assert subscriber.status is SubscriberStatus.ACTIVE
+    assert subscriber.confirmed_at is not None
+
+
+def test_pending_address_subscribing_again_updates_topics_and_still_needs_confirmation(
+    session: Session,
+) -> None:
+    first = subscribe(session, "ann@example.org", "llms")
+    again = subscribe(session, "ANN@example.org", "optics")
+    assert again.subscriber_id == first.subscriber_id
+    assert not again.created and again.needs_confirmation
+    subscriber = session.get(Subscriber, first.subscriber_id)
+    assert subscriber is not None
+    assert subscriber.topics == ["optics"]
+    assert subscriber.status is SubscriberStatus.PENDING
+    assert session.scalar(select(func.count()).select_from(Subscriber)) == 1
+
+
+def test_active_address_subscribing_again_updates_topics_and_stays_active(session: Session) -> None:
+    first = subscribe(session, "ann@example.org", "llms", confirmed=True)
+    again = subscribe(session, "ann@example.org", "optics; llms")
+    assert not again.created and not again.needs_confirmation
+    subscriber = session.get(Subscriber, first.subscriber_id)
+    assert subscriber is not None
+    assert subscriber.status is SubscriberStatus.ACTIVE
+    assert subscriber.topics == ["optics", "llms"]
+
+
+def test_unsubscribe_is_immediate_idempotent_and_keeps_the_first_time(session: Session) -> None:
+    result = subscribe(session, "ann@example.org", "llms", confirmed=True)
+    public_id = public_id_of(session, result.subscriber_id)
+    subscriber = unsubscribe(session, public_id)
+    assert subscriber is not None
+    assert subscriber.status is SubscriberStatus.UNSUBSCRIBED
+    first_time = subscriber.unsubscribed_at
+    assert first_time is not None
+
+    unsubscribe(session, public_id)
+    assert subscriber.status is SubscriberStatus.UNSUBSCRIBED
+    assert subscriber.unsubscribed_at == first_time
+
+
+def test_unsubscribed_address_subscribing_again_must_confirm_again(session: Session) -> None:
+    result = subscribe(session, "ann@example.org", "llms", confirmed=True)
+    public_id = public_id_of(session, result.subscriber_id)
+    unsubscribe(session, public_id)
+
+    again = subscribe(session, "ann@example.org", "optics")
+    assert again.needs_confirmation and not again.created
+    subscriber = find_by_public_id(session, public_id)
+    assert subscriber is not None
+    assert subscriber.status is SubscriberStatus.PENDING
+    assert subscriber.confirmed_at is None and subscriber.unsubscribed_at is None
+
+    confirm(session, public_id)
+    assert subscriber.status is SubscriberStatus.ACTIVE
+
+
+def test_unsubscribed_address_subscribing_with_confirmed_is_active(session: Session) -> None:
+    result = subscribe(session, "ann@example.org", "llms", confirmed=True)
+    public_id = public_id_of(session, result.subscriber_id)
+    unsubscribe(session, public_id)
+    again = subscribe(session, "ann@example.org", "llms", confirmed=True)
+    assert not again.needs_confirmation
+    subscriber = find_by_public_id(session, public_id)
+    assert subscriber is not None and subscriber.status is SubscriberStatus.ACTIVE
+
+
+def test_confirm_does_not_revive_an_unsubscribed_address(session: Session) -> None:
+    result = subscribe(session, "ann@example.org", "llms")
+    public_id = public_id_of(session, result.subscriber_id)
+    unsubscribe(session, public_id)
+    subscriber = confirm(session, public_id)
+    assert subscriber is not None
+    assert subscriber.status is SubscriberStatus.UNSUBSCRIBED
+
+
+def test_resubscribe_reactivates_without_confirmation(session: Session) -> None:
+    result = subscribe(session, "ann@example.org", "llms")
+    public_id = public_id_of(session, result.subscriber_id)
+    unsubscribe(session, public_id)
+    subscriber = resubscribe(session, public_id)
+    assert subscriber is not None
+    assert subscriber.status is SubscriberStatus.ACTIVE
+    assert subscriber.confirmed_at is not None
+    assert subscriber.unsubscribed_at is None
+
+
+def test_update_topics_validates_and_replaces(session: Session) -> None:
+    result = subscribe(session, "ann@example.org", "llms", confirmed=True)
+    public_id = public_id_of(session, result.subscriber_id)
+    subscriber = update_topics(session, public_id, "Optics\nquantum sensing")
+    assert subscriber is not None
+    assert subscriber.topics == ["Optics", "quantum sensing"]
+    with pytest.raises(InvalidSubscription, match=r"^topics:"):
+        update_topics(session, public_id, " ; ")
+    assert subscriber.topics == ["Optics", "quantum sensing"]
+
+
+def test_unknown_public_id_gives_none(session: Session) -> None:
+    assert find_by_public_id(session, "nobody") is None
+    assert confirm(session, "nobody") is None
+    assert unsubscribe(session, "nobody") is None
+    assert resubscribe(session, "nobody") is None
+    assert update_topics(session, "nobody", "llms") is None
+
+
+def test_invalid_input_stores_nothing(session: Session) -> None:
+    with pytest.raises(InvalidSubscription, match=r"^email:"):
+        subscribe(session, "not-an-address", "llms")
+    with pytest.raises(InvalidSubscription, match=r"^topics:"):
+        subscribe(session, "ann@example.org", "")
+    assert session.scalar(select(func.count()).select_from(Subscriber)) == 0
