@@ -101,6 +101,9 @@ def subscribe(
 ) -> SubscribeResult:
     """Create or update a subscription by address; `confirmed` is for callers who already proved the mailbox.
 
+    Without that proof, an active subscriber's topics are left as they are: anyone can type someone else's
+    address into the form, and only the mailbox owner (through their preferences link) may change them.
+
     A concurrent subscribe of the same new address makes the flush fail on the unique email; the caller
     should retry its transaction once, which then takes the existing-row path.
     """
@@ -111,7 +114,7 @@ def subscribe(
     if subscriber is None:
         subscriber = Subscriber(email=address, topics=topic_list, status=SubscriberStatus.PENDING)
         session.add(subscriber)
-    else:
+    elif confirmed or subscriber.status is not SubscriberStatus.ACTIVE:
         subscriber.topics = topic_list
 
     if confirmed:

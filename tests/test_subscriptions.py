@@ -143,13 +143,21 @@ def test_pending_address_subscribing_again_updates_topics_and_still_needs_confir
     assert session.scalar(select(func.count()).select_from(Subscriber)) == 1
 
 
-def test_active_address_subscribing_again_updates_topics_and_stays_active(session: Session) -> None:
+def test_an_unproven_subscribe_leaves_an_active_subscribers_topics_alone(session: Session) -> None:
     first = subscribe(session, "ann@example.org", "llms", confirmed=True)
     again = subscribe(session, "ann@example.org", "optics; llms")
     assert not again.created and not again.needs_confirmation
     subscriber = session.get(Subscriber, first.subscriber_id)
     assert subscriber is not None
     assert subscriber.status is SubscriberStatus.ACTIVE
+    assert subscriber.topics == ["llms"]
+
+
+def test_the_admin_path_updates_an_active_subscribers_topics(session: Session) -> None:
+    first = subscribe(session, "ann@example.org", "llms", confirmed=True)
+    subscribe(session, "ann@example.org", "optics; llms", confirmed=True)
+    subscriber = session.get(Subscriber, first.subscriber_id)
+    assert subscriber is not None
     assert subscriber.topics == ["optics", "llms"]
 
 
