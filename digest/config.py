@@ -7,6 +7,7 @@ dir, Celery tasks run eagerly in-process, and emails land as `.eml` files in the
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ class Settings:
     digest_size: int = 10
     first_digest_lookback_days: int = 7
     send_hour_utc: int = 6
+    queue: str = "digest"
 
     @property
     def outbox_dir(self) -> Path:
@@ -92,6 +94,12 @@ def _check_url(name: str, value: str, schemes: tuple[str, ...]) -> str:
     return value
 
 
+def _queue_name(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,100}", value):
+        raise ConfigError(f"DIGEST_QUEUE must be letters, digits and _.:- only; got {value!r}")
+    return value
+
+
 def get_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Build settings from `env` (the process environment by default)."""
     env = os.environ if env is None else env
@@ -136,4 +144,5 @@ def get_settings(env: Mapping[str, str] | None = None) -> Settings:
         digest_size=_positive_int(env, "DIGEST_SIZE", 10, 100) or 10,
         first_digest_lookback_days=_positive_int(env, "DIGEST_FIRST_LOOKBACK_DAYS", 7, 365),
         send_hour_utc=_positive_int(env, "DIGEST_SEND_HOUR_UTC", 6, 23),
+        queue=_queue_name(env.get("DIGEST_QUEUE") or "digest"),
     )
