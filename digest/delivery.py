@@ -1,0 +1,322 @@
+"""Build MIME messages and hand them to a mail server, or to the outbox folder when there is none.
+
+A mailer opens one connection for a batch, because a TLS handshake and login per email would dominate
+the sending time. Failures come back as `DeliveryError` with `permanent` saying whether trying the same
+message again later can help, which is what the caller needs to decide between retrying and giving up.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import secrets
+import smtplib
+import ssl
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, suppress
+from datetime import UTC, datetime
+from email import policy
+from email.errors import HeaderParseError
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid, parseaddr
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+from urllib.parse import unquote, urlsplit
+
+from digest.config import Settings
+from digest.models import Subscriber, SubscriberStatus
+from digest.rendering import RenderedEmail
+
+if TYPE_CHECKING:
+    from digest.services import Services
+
+SMTP_TIMEOUT_SECONDS = 30.0
+_DEFAULT_PORTS = {"smtp": 25, "smtps": 465, "smtp+starttls": 587}
+# Quoted-printable keeps every line under the SMTP limit and needs no 8BITMIME from the server.
+_BODY_ENCODING = "quoted-printable"
+
+
+class DeliveryError(Exception):
+    """A message was not accepted. `permanent` is True when sending it again cannot succeed."""
+
+    def __init__(self, message: str, *, permanent: bool, recipient: str | None = None) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+        self.recipient = recipient
+
+
+def _checked_recipient(to: str) -> str:
+    if "\r" in to or "\n" in to:
+        raise ValueError(f"recipient contains a line break: {to!r}")
+    candidate = to.strip()
+    if not re.fullmatch(r"[^@\s<>,;\"()\[\]\\]+@[^@\s<>,;\"()\[\]\\]+\.[^@\s<>,;\"()\[\]\\]+", candidate):
+        raise ValueError(f"not an email address: {to!r}")
+    local, _, domain = candidate.rpartition("@")
+    if not domain.isascii():
+        try:
+            domain = domain.encode("idna").decode("ascii")
+        except UnicodeError:
+            raise ValueError(f"not an email address: {to!r} (bad domain)") from None
+        candidate = f"{local}@{domain}"
+    try:
+        # Rejects a non-ASCII local part too: that needs SMTPUTF8, which this sender does not use.
+        address = Address(addr_spec=candidate)
+    except (ValueError, HeaderParseError) as exc:
+        raise ValueError(f"not an email address: {to!r} ({exc})") from None
+    if not address.username or not address.domain:
+        raise ValueError(f"not an email address: {to!r}")
+    return candidate
+
+
+def build_message(
+    settings: Settings, *, to: str, rendered: RenderedEmail, unsubscribe_url: str | None
+) -> EmailMessage:
+    """One email with a plain-text part first and HTML second, so clients prefer the HTML when they can.
+
+    The List-Unsubscribe headers let mail providers offer a one-click unsubscribe, which they expect
+    from bulk senders; leaving them out makes a digest more likely to be filed as spam.
+    """
+    recipient = _checked_recipient(to)
+    message = EmailMessage()
+    message["From"] = settings.mail_from
+    message["To"] = recipient
+    message["Subject"] = rendered.subject
+    message["Date"] = format_datetime(datetime.now(UTC))
+    message["Message-ID"] = make_msgid(domain=settings.mail_domain)
+    if unsubscribe_url is not None:
+        if any(c in unsubscribe_url for c in "\r\n<> "):
+            raise ValueError(f"unsubscribe URL cannot go in a header: {unsubscribe_url!r}")
+        message["List-Unsubscribe"] = f"<{unsubscribe_url}>"
+        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    message.set_content(rendered.text, subtype="plain", charset="utf-8", cte=_BODY_ENCODING)
+    message.add_alternative(rendered.html, subtype="html", charset="utf-8", cte=_BODY_ENCODING)
+    return message
+
+
+class MailConnection(Protocol):
+    def send(self, message: EmailMessage) -> None:
+        """Deliver one message or raise DeliveryError."""
+        ...
+
+
+class Mailer(Protocol):
+    def open(self) -> AbstractContextManager[MailConnection]:
+        """One connection, to be used for a whole batch of messages."""
+        ...
+
+
+def _recipient_of(message: EmailMessage) -> str:
+    return parseaddr(str(message["To"] or ""))[1]
+
+
+# Outbox ---------------------------------------------------------------------------------------------
+
+
+class OutboxMailer:
+    """Writes each message as an .eml file, for running without a mail server and for looking at mail.
+
+    Files appear atomically, so a reader never sees half a message.
+    """
+
+    def __init__(self, outbox_dir: Path) -> None:
+        self.outbox_dir = outbox_dir
+
+    @contextmanager
+    def open(self) -> Iterator[MailConnection]:
+        try:
+            self.outbox_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DeliveryError(
+                f"cannot create the outbox {self.outbox_dir}: {exc}", permanent=False
+            ) from exc
+        yield _OutboxConnection(self.outbox_dir)
+
+
+class _OutboxConnection:
+    def __init__(self, outbox_dir: Path) -> None:
+        self.outbox_dir = outbox_dir
+
+    def send(self, message: EmailMessage) -> None:
+        recipient = _recipient_of(message)
+        data = message.as_bytes(policy=policy.SMTP)
+        message_id = str(message["Message-ID"] or "")
+        digest = hashlib.sha256((message_id or data.decode("ascii", "replace")).encode()).hexdigest()[:10]
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+        safe_recipient = re.sub(r"[^A-Za-z0-9@._+-]", "_", recipient)[:100] or "unknown"
+        final = self.outbox_dir / f"{stamp}-{safe_recipient}-{digest}.eml"
+        temporary = self.outbox_dir / f".{final.stem}.{secrets.token_hex(4)}.tmp"
+        try:
+            with open(temporary, "xb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(temporary, final)
+            _fsync_dir(self.outbox_dir)
+        except OSError as exc:
+            with suppress(OSError):
+                temporary.unlink()
+            raise DeliveryError(
+                f"could not write the message to {recipient} into {self.outbox_dir}: {exc}",
+                permanent=False,
+                recipient=recipient,
+            ) from exc
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make the rename itself survive a crash; not every platform can open a directory, which is fine."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+# SMTP -----------------------------------------------------------------------------------------------
+
+
+class SmtpMailer:
+    """Sends through an SMTP server named by a URL such as smtp+starttls://user:password@host:587."""
+
+    def __init__(self, url: str, *, timeout: float = SMTP_TIMEOUT_SECONDS) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in _DEFAULT_PORTS:
+            raise ValueError(f"SMTP URL must start with smtp://, smtps:// or smtp+starttls://; got {url!r}")
+        if not parts.hostname:
+            raise ValueError(f"SMTP URL has no host: {url!r}")
+        self.scheme = parts.scheme
+        self.host = parts.hostname
+        self.port = parts.port or _DEFAULT_PORTS[parts.scheme]
+        self.username = unquote(parts.username) if parts.username else None
+        self.password = unquote(parts.password) if parts.password else None
+        self.timeout = timeout
+
+    def __repr__(self) -> str:
+        return f"SmtpMailer({self.scheme}://{self.host}:{self.port})"
+
+    def _connect(self) -> smtplib.SMTP:
+        context = ssl.create_default_context()
+        client: smtplib.SMTP
+        if self.scheme == "smtps":
+            client = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=context)
+        else:
+            client = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+        try:
+            if self.scheme == "smtp+starttls":
+                client.ehlo()
+                client.starttls(context=context)
+                client.ehlo()
+            if self.username is not None:
+                client.login(self.username, self.password or "")
+        except BaseException:
+            client.close()
+            raise
+        return client
+
+    @contextmanager
+    def open(self) -> Iterator[MailConnection]:
+        try:
+            client = self._connect()
+        except smtplib.SMTPResponseException as exc:
+            raise DeliveryError(
+                f"mail server {self.host}:{self.port} refused the session: "
+                f"{exc.smtp_code} {_text(exc.smtp_error)}",
+                permanent=exc.smtp_code >= 500,
+            ) from exc
+        except (smtplib.SMTPException, OSError) as exc:
+            raise DeliveryError(
+                f"could not connect to mail server {self.host}:{self.port}: {exc or type(exc).__name__}",
+                permanent=False,
+            ) from exc
+        try:
+            yield _SmtpConnection(client, f"{self.host}:{self.port}")
+        finally:
+            try:
+                client.quit()
+            except (smtplib.SMTPException, OSError):
+                client.close()
+
+
+def _text(reply: bytes | str) -> str:
+    return reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply
+
+
+class _SmtpConnection:
+    def __init__(self, client: smtplib.SMTP, server: str) -> None:
+        self.client = client
+        self.server = server
+
+    def send(self, message: EmailMessage) -> None:
+        recipient = _recipient_of(message)
+        sender = parseaddr(str(message["From"] or ""))[1]
+        try:
+            refused = self.client.send_message(message, from_addr=sender, to_addrs=[recipient])
+        except smtplib.SMTPRecipientsRefused as exc:
+            code, reply = next(iter(exc.recipients.values()), (0, b"no reply"))
+            raise self._error(recipient, code, reply, "refused the recipient") from exc
+        except smtplib.SMTPResponseException as exc:
+            raise self._error(recipient, exc.smtp_code, exc.smtp_error, "refused the message") from exc
+        except smtplib.SMTPServerDisconnected as exc:
+            raise self._lost(recipient, exc) from exc
+        except smtplib.SMTPException as exc:
+            # What is left is the server lacking something the message needs (such as SMTPUTF8).
+            raise DeliveryError(
+                f"{self.server} cannot take the message to {recipient}: {exc}",
+                permanent=True,
+                recipient=recipient,
+            ) from exc
+        except OSError as exc:  # after the SMTP ones, which are OSErrors too
+            raise self._lost(recipient, exc) from exc
+        if refused:
+            code, reply = next(iter(refused.values()))
+            raise self._error(recipient, code, reply, "refused the recipient")
+
+    def _lost(self, recipient: str, exc: OSError) -> DeliveryError:
+        return DeliveryError(
+            f"lost the connection to {self.server} while sending to {recipient}: {exc or type(exc).__name__}",
+            permanent=False,
+            recipient=recipient,
+        )
+
+    def _error(self, recipient: str, code: int, reply: bytes | str, what: str) -> DeliveryError:
+        return DeliveryError(
+            f"{self.server} {what} {recipient}: {code} {_text(reply)}",
+            permanent=code >= 500,
+            recipient=recipient,
+        )
+
+
+def make_mailer(settings: Settings) -> Mailer:
+    if settings.smtp_url:
+        return SmtpMailer(settings.smtp_url)
+    return OutboxMailer(settings.outbox_dir)
+
+
+def send_confirmation(services: Services, subscriber_id: int) -> str:
+    """Mail the confirmation link to a pending subscriber; returns the Message-ID, or "" if none was sent.
+
+    Only PENDING subscribers get one: the task may be replayed (a retry, a redelivered queue message)
+    after the address was confirmed or unsubscribed, and such an address must not be mailed again.
+    A DeliveryError propagates so the task runner can retry the send.
+    """
+    with services.sessions() as session:
+        subscriber = session.get(Subscriber, subscriber_id)
+        if subscriber is None or subscriber.status != SubscriberStatus.PENDING:
+            return ""
+        to = subscriber.email
+        context = {
+            "email": subscriber.email,
+            "topics": list(subscriber.topics),
+            "confirm_url": services.links.confirm_url(subscriber.public_id),
+        }
+    rendered = services.renderer.render("confirm", context)
+    message = build_message(services.settings, to=to, rendered=rendered, unsubscribe_url=None)
+    with services.mailer.open() as connection:
+        connection.send(message)
+    return str(message["Message-ID"])
