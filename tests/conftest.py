@@ -101,3 +101,44 @@ def shared_listings() -> list[Path]:
     if not files:
         pytest.fail(f"the shared listing dumps are missing from {SHARED_LISTINGS}")
     return files
+
+
+POSTGRES_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+REDIS_URL = "redis://127.0.0.1:6379/15"
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A database of its own on the local PostgreSQL server, dropped afterwards."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    name = f"digest_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:
+        admin.dispose()
+        pytest.fail(f"PostgreSQL at 127.0.0.1:5432 is needed for this test (.ci/run starts it): {exc}")
+    try:
+        yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+def any_services(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Services]:
+    """The same test on the embedded SQLite database and on the real PostgreSQL server."""
+    overrides = {}
+    if request.param == "postgresql":
+        overrides["DIGEST_DATABASE_URL"] = request.getfixturevalue("postgres_url")
+    svc = Services.build(make_settings(tmp_path, **overrides))
+    upgrade(svc.engine)
+    try:
+        yield svc
+    finally:
+        svc.close()

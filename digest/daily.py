@@ -1,0 +1,340 @@
+"""One day's digests: choose each subscriber's papers, then render and send each email.
+
+Planning writes a `Digest` row (with its chosen items) per subscriber before anything is sent, and
+commits; only then are the ids handed to the dispatcher. Sending claims a row with a compare-and-set
+on its status, so a digest queued twice, or a run repeated for the same date, is sent once.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from enum import StrEnum
+
+import numpy as np
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session, selectinload
+
+from digest.db import transaction
+from digest.delivery import DeliveryError, MailConnection, build_message
+from digest.models import (
+    Digest,
+    DigestItem,
+    DigestStatus,
+    Feedback,
+    Listing,
+    Subscriber,
+    SubscriberStatus,
+    Vote,
+    utcnow,
+)
+from digest.ranking import Corpus, listing_text, top_k
+from digest.rendering import trim_abstract
+from digest.services import Dispatcher, Services
+
+SCORING_BLOCK = 1000
+
+
+@dataclass
+class DayPlan:
+    digest_date: date
+    subscribers: int = 0
+    to_send: list[int] = field(default_factory=list)
+    nothing_new: int = 0
+    already_sent: int = 0
+
+
+@dataclass
+class RunSummary:
+    digest_date: date
+    subscribers: int
+    sent: int
+    nothing_new: int
+    already_sent: int
+    failed: int
+    not_yet_sent: int
+    failures: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    subscriber_id: int
+    topics: list[str]
+    size: int
+    since: datetime
+
+
+def plan_day(services: Services, digest_date: date, *, now: datetime | None = None) -> DayPlan:
+    """Rank each active subscriber's new listings and store the chosen papers as pending digests."""
+    now = now or utcnow()
+    settings = services.settings
+    plan = DayPlan(digest_date)
+    first_window_start = now - timedelta(days=settings.first_digest_lookback_days)
+
+    with services.sessions() as session:
+        subscribers = session.execute(
+            select(Subscriber.id, Subscriber.topics, Subscriber.digest_size)
+            .where(Subscriber.status == SubscriberStatus.ACTIVE)
+            .order_by(Subscriber.id)
+        ).all()
+        plan.subscribers = len(subscribers)
+        todays = dict(
+            session.execute(
+                select(Digest.subscriber_id, Digest.status).where(Digest.digest_date == digest_date)
+            ).all()
+        )
+        previous_until = dict(
+            session.execute(
+                select(Digest.subscriber_id, func.max(Digest.candidates_until)).group_by(Digest.subscriber_id)
+            ).all()
+        )
+
+        to_rank: list[_Candidate] = []
+        for subscriber_id, topics, size in subscribers:
+            status = todays.get(subscriber_id)
+            if status in (DigestStatus.SENT, DigestStatus.SENDING):
+                plan.already_sent += 1
+                continue
+            if status is not None:
+                continue  # pending or failed: re-queued below with the papers already chosen
+            since = previous_until.get(subscriber_id) or first_window_start
+            to_rank.append(_Candidate(subscriber_id, list(topics), size or settings.digest_size, since))
+
+        plan.to_send.extend(
+            session.scalars(
+                select(Digest.id).where(
+                    Digest.digest_date == digest_date,
+                    Digest.status.in_([DigestStatus.PENDING, DigestStatus.FAILED]),
+                )
+            ).all()
+        )
+        if not to_rank:
+            return plan
+        picks = _rank(session, to_rank, now)
+
+    with transaction(services.sessions) as session:
+        for candidate in to_rank:
+            chosen = picks.get(candidate.subscriber_id)
+            if not chosen:
+                plan.nothing_new += 1
+                continue
+            row = Digest(
+                subscriber_id=candidate.subscriber_id,
+                digest_date=digest_date,
+                status=DigestStatus.PENDING,
+                candidates_until=now,
+                created_at=now,
+            )
+            row.items = [
+                DigestItem(
+                    subscriber_id=candidate.subscriber_id,
+                    listing_id=listing_id,
+                    rank=rank,
+                    score=score,
+                    reason=reason,
+                )
+                for rank, (listing_id, score, reason) in enumerate(chosen, start=1)
+            ]
+            session.add(row)
+            session.flush()
+            plan.to_send.append(row.id)
+    return plan
+
+
+def _rank(
+    session: Session, candidates: Sequence[_Candidate], now: datetime
+) -> dict[int, list[tuple[int, float, str]]]:
+    window_start = min(c.since for c in candidates)
+    window = session.execute(
+        select(Listing.id, Listing.first_seen_at)
+        .where(Listing.first_seen_at > window_start, Listing.first_seen_at <= now)
+        .order_by(Listing.id)
+    ).all()
+    if not window:
+        return {}
+
+    corpus_rows = session.execute(
+        select(Listing.id, Listing.title, Listing.abstract)
+        .where(Listing.first_seen_at <= now)
+        .order_by(Listing.id)
+    ).all()
+    corpus = Corpus.fit([r.id for r in corpus_rows], (listing_text(r.title, r.abstract) for r in corpus_rows))
+    del corpus_rows
+
+    window_ids = np.fromiter((r.id for r in window), dtype=np.int64, count=len(window))
+    window_seen = np.array([r.first_seen_at.timestamp() for r in window])
+    window_rows = corpus.rows_of(window_ids.tolist())
+    position_of = {int(listing_id): pos for pos, listing_id in enumerate(window_ids)}
+
+    already_sent: dict[int, list[int]] = defaultdict(list)
+    for subscriber_id, listing_id in session.execute(
+        select(DigestItem.subscriber_id, DigestItem.listing_id)
+        .join(Listing, Listing.id == DigestItem.listing_id)
+        .where(Listing.first_seen_at > window_start)
+    ):
+        already_sent[subscriber_id].append(position_of.get(listing_id, -1))
+
+    votes: dict[int, dict[int, Vote]] = defaultdict(dict)
+    for subscriber_id, listing_id, vote in session.execute(
+        select(Feedback.subscriber_id, Feedback.listing_id, Feedback.vote)
+        .join(Subscriber, Subscriber.id == Feedback.subscriber_id)
+        .where(Subscriber.status == SubscriberStatus.ACTIVE)
+    ):
+        votes[subscriber_id][listing_id] = Vote(vote)
+
+    picks: dict[int, list[tuple[int, float, str]]] = {}
+    for start in range(0, len(candidates), SCORING_BLOCK):
+        block = candidates[start : start + SCORING_BLOCK]
+        profiles = [corpus.profile(c.topics, votes.get(c.subscriber_id, {})) for c in block]
+        scores = corpus.scores(window_rows, profiles)
+        for column, (candidate, profile) in enumerate(zip(block, profiles, strict=True)):
+            if profile.is_empty:
+                continue
+            allowed = window_seen > candidate.since.timestamp()
+            sent_positions = [p for p in already_sent.get(candidate.subscriber_id, []) if p >= 0]
+            allowed[sent_positions] = False
+            best = top_k(scores[:, column], allowed, candidate.size)
+            picks[candidate.subscriber_id] = [
+                (int(window_ids[pos]), score, corpus.reason(int(window_rows[pos]), profile))
+                for pos, score in best
+            ]
+    return picks
+
+
+class SendResult(StrEnum):
+    SENT = "sent"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+def _claim(services: Services, digest_id: int) -> bool:
+    """Take a digest for sending; False when another worker (or an earlier run) already has it."""
+    with transaction(services.sessions) as session:
+        claimed = session.execute(
+            update(Digest)
+            .where(Digest.id == digest_id, Digest.status.in_([DigestStatus.PENDING, DigestStatus.FAILED]))
+            .values(status=DigestStatus.SENDING, error=None)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(claimed.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def _finish(
+    services: Services, digest_id: int, *, message_id: str | None = None, error: str | None = None
+) -> None:
+    with transaction(services.sessions) as session:
+        values: dict[str, object]
+        if error is None:
+            values = {"status": DigestStatus.SENT, "sent_at": utcnow(), "message_id": message_id}
+        else:
+            values = {"status": DigestStatus.FAILED, "error": error[:2000]}
+        session.execute(update(Digest).where(Digest.id == digest_id).values(**values))
+
+
+def digest_context(services: Services, row: Digest) -> dict[str, object]:
+    links = services.links
+    subscriber = row.subscriber
+    return {
+        "subscriber_email": subscriber.email,
+        "topics": list(subscriber.topics),
+        "digest_date": row.digest_date,
+        "items": [
+            {
+                "rank": item.rank,
+                "title": item.listing.title,
+                "url": item.listing.url,
+                "abstract": trim_abstract(item.listing.abstract),
+                "reason": item.reason,
+                "authors": list(item.listing.authors or []),
+                "more_url": links.feedback_url(subscriber.public_id, item.listing_id, Vote.MORE),
+                "less_url": links.feedback_url(subscriber.public_id, item.listing_id, Vote.LESS),
+            }
+            for item in row.items
+        ],
+        "unsubscribe_url": links.unsubscribe_url(subscriber.public_id),
+        "preferences_url": links.preferences_url(subscriber.public_id),
+    }
+
+
+def send_digests(services: Services, digest_ids: Sequence[int]) -> dict[int, SendResult]:
+    """Send a batch over one mail connection, opened only once there is something to send."""
+    results: dict[int, SendResult] = {}
+    with ExitStack() as stack:
+        connection: MailConnection | None = None
+        for digest_id in digest_ids:
+            if not _claim(services, digest_id):
+                results[digest_id] = SendResult.SKIPPED
+                continue
+            with services.sessions() as session:
+                row = session.scalars(
+                    select(Digest)
+                    .where(Digest.id == digest_id)
+                    .options(
+                        selectinload(Digest.subscriber),
+                        selectinload(Digest.items).selectinload(DigestItem.listing),
+                    )
+                ).one()
+                subscriber = row.subscriber
+                if subscriber.status != SubscriberStatus.ACTIVE:
+                    _finish(services, digest_id, error=f"not sent: subscriber is {subscriber.status.value}")
+                    results[digest_id] = SendResult.FAILED
+                    continue
+                rendered = services.renderer.render("digest", digest_context(services, row))
+                message = build_message(
+                    services.settings,
+                    to=subscriber.email,
+                    rendered=rendered,
+                    unsubscribe_url=services.links.unsubscribe_url(subscriber.public_id),
+                )
+            try:
+                if connection is None:
+                    connection = stack.enter_context(services.mailer.open())
+                connection.send(message)
+            except DeliveryError as exc:
+                kind = "permanent" if exc.permanent else "temporary"
+                _finish(services, digest_id, error=f"{kind} delivery failure: {exc}")
+                results[digest_id] = SendResult.FAILED
+                if connection is None or not exc.permanent:
+                    # The connection itself is gone; the rest stay pending for the next attempt.
+                    break
+                continue
+            _finish(services, digest_id, message_id=str(message["Message-ID"]))
+            results[digest_id] = SendResult.SENT
+    return results
+
+
+def summarize(services: Services, plan: DayPlan) -> RunSummary:
+    with services.sessions() as session:
+        rows = session.execute(
+            select(Digest.status, Digest.error, Subscriber.email)
+            .join(Subscriber, Subscriber.id == Digest.subscriber_id)
+            .where(Digest.id.in_(plan.to_send))
+        ).all()
+    counts: dict[DigestStatus, int] = defaultdict(int)
+    failures = []
+    for status, error, email in rows:
+        counts[status] += 1
+        if status == DigestStatus.FAILED:
+            failures.append(f"{email}: {error}")
+    return RunSummary(
+        digest_date=plan.digest_date,
+        subscribers=plan.subscribers,
+        sent=counts[DigestStatus.SENT],
+        nothing_new=plan.nothing_new,
+        already_sent=plan.already_sent,
+        failed=counts[DigestStatus.FAILED],
+        not_yet_sent=counts[DigestStatus.PENDING] + counts[DigestStatus.SENDING],
+        failures=failures,
+    )
+
+
+def run_day(
+    services: Services, digest_date: date, dispatcher: Dispatcher, *, now: datetime | None = None
+) -> RunSummary:
+    plan = plan_day(services, digest_date, now=now)
+    if plan.to_send:
+        dispatcher.send_digests(plan.to_send)
+    return summarize(services, plan)

@@ -1,0 +1,177 @@
+"""Planning and sending one day's digests, on SQLite and on the real PostgreSQL server."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
+from email import message_from_bytes, policy
+from pathlib import Path
+
+from sqlalchemy import select
+
+from digest.daily import SendResult, plan_day, run_day, send_digests
+from digest.db import transaction
+from digest.ingest import ingest_paths
+from digest.models import Digest, DigestItem, DigestStatus
+from digest.services import Services
+from digest.subscriptions import subscribe, unsubscribe
+from tests.conftest import free_port
+
+T0 = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
+DAY = date(2026, 11, 23)
+
+LORA = [
+    ("Sparse low-rank adapters for fine-tuning", "We fine-tune large language models with LoRA adapters."),
+    ("Rank-adaptive LoRA", "Adapter ranks chosen per layer make parameter-efficient fine-tuning cheaper."),
+    (
+        "LoRA for vision transformers",
+        "Low-rank adaptation transfers to image classifiers with few parameters.",
+    ),
+]
+OTHER = [
+    ("Protein folding with attention", "Structure prediction from sequence alone using attention."),
+    ("Traffic forecasting on road graphs", "Spatio-temporal models predict congestion on city roads."),
+]
+
+
+class InlineDispatcher:
+    """Sends in the calling thread; the Celery path is covered by the whole-loop and worker tests."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    def send_digests(self, digest_ids: Sequence[int]) -> None:
+        send_digests(self.services, digest_ids)
+
+    def send_confirmation(self, subscriber_id: int) -> None:
+        raise AssertionError("no confirmation expected here")
+
+
+def ingest(services: Services, tmp_path: Path, papers: list[tuple[str, str]], at: datetime) -> None:
+    path = tmp_path / f"papers-{at.timestamp():.0f}-{len(papers)}.jsonl"
+    path.write_text(
+        "".join(json.dumps({"title": t, "abstract": a}) + "\n" for t, a in papers), encoding="utf-8"
+    )
+    report = ingest_paths(services.sessions, [path], now=at)
+    assert report.new == len(papers), report
+
+
+def add_subscriber(services: Services, email: str, topics: str) -> None:
+    with transaction(services.sessions) as session:
+        subscribe(session, email, topics, confirmed=True)
+
+
+def outbox(services: Services) -> list[str]:
+    return sorted(p.name for p in services.settings.outbox_dir.glob("*.eml"))
+
+
+def test_a_run_sends_each_subscriber_their_matches_once(any_services: Services, tmp_path: Path) -> None:
+    services = any_services
+    ingest(services, tmp_path, LORA + OTHER, T0 - timedelta(hours=2))
+    add_subscriber(services, "lora@example.org", "LoRA, parameter-efficient fine-tuning")
+    add_subscriber(services, "nobody@example.org", "quantum gravity")
+
+    summary = run_day(services, DAY, InlineDispatcher(services), now=T0)
+    assert (summary.subscribers, summary.sent, summary.nothing_new, summary.failed) == (2, 1, 1, 0)
+    (eml,) = services.settings.outbox_dir.glob("*.eml")
+    message = message_from_bytes(eml.read_bytes(), policy=policy.default)
+    assert message["To"] == "lora@example.org"
+    text = message.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+    assert all(title in text for title, _ in LORA)
+    assert "Protein folding" not in text
+
+    again = run_day(services, DAY, InlineDispatcher(services), now=T0 + timedelta(minutes=5))
+    assert (again.sent, again.already_sent) == (0, 1)
+    assert len(outbox(services)) == 1
+
+
+def test_the_next_digest_holds_only_listings_stored_since_and_never_a_repeat(
+    any_services: Services, tmp_path: Path
+) -> None:
+    services = any_services
+    ingest(services, tmp_path, LORA[:2], T0 - timedelta(hours=2))
+    add_subscriber(services, "lora@example.org", "LoRA")
+    assert run_day(services, DAY, InlineDispatcher(services), now=T0).sent == 1
+
+    nothing = run_day(
+        services, DAY + timedelta(days=1), InlineDispatcher(services), now=T0 + timedelta(days=1)
+    )
+    assert (nothing.sent, nothing.nothing_new) == (0, 1)
+
+    ingest(services, tmp_path, [LORA[2], *OTHER], T0 + timedelta(days=1, hours=1))
+    later = run_day(services, DAY + timedelta(days=2), InlineDispatcher(services), now=T0 + timedelta(days=2))
+    assert later.sent == 1
+    with services.sessions() as session:
+        sent_titles = session.execute(
+            select(Digest.digest_date, DigestItem.rank)
+            .join(DigestItem, DigestItem.digest_id == Digest.id)
+            .order_by(Digest.digest_date, DigestItem.rank)
+        ).all()
+    assert [(d.isoformat(), r) for d, r in sent_titles] == [
+        ("2026-11-23", 1),
+        ("2026-11-23", 2),
+        ("2026-11-25", 1),
+    ]
+
+
+def test_two_workers_sending_the_same_digests_send_each_once(any_services: Services, tmp_path: Path) -> None:
+    services = any_services
+    ingest(services, tmp_path, LORA, T0 - timedelta(hours=1))
+    for n in range(12):
+        add_subscriber(services, f"reader{n}@example.org", "LoRA")
+    plan = plan_day(services, DAY, now=T0)
+    assert len(plan.to_send) == 12
+
+    results: list[dict[int, SendResult]] = []
+    barrier = threading.Barrier(2)
+
+    def worker() -> None:
+        barrier.wait()
+        results.append(send_digests(services, plan.to_send))
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    sent_per_digest = {i: sum(r[i] == SendResult.SENT for r in results) for i in plan.to_send}
+    assert set(sent_per_digest.values()) == {1}
+    assert len(outbox(services)) == 12
+
+
+def test_a_subscriber_who_leaves_before_the_send_gets_nothing(any_services: Services, tmp_path: Path) -> None:
+    services = any_services
+    ingest(services, tmp_path, LORA, T0 - timedelta(hours=1))
+    add_subscriber(services, "leaver@example.org", "LoRA")
+    plan = plan_day(services, DAY, now=T0)
+    with transaction(services.sessions) as session:
+        public_id = (
+            session.scalars(select(Digest).where(Digest.id == plan.to_send[0])).one().subscriber.public_id
+        )
+        unsubscribe(session, public_id)
+    assert send_digests(services, plan.to_send) == {plan.to_send[0]: SendResult.FAILED}
+    assert outbox(services) == []
+
+
+def test_an_smtp_outage_fails_the_digest_and_a_rerun_sends_it(any_services: Services, tmp_path: Path) -> None:
+    services = any_services
+    ingest(services, tmp_path, LORA, T0 - timedelta(hours=1))
+    add_subscriber(services, "patient@example.org", "LoRA")
+    down = Services(
+        settings=replace(services.settings, smtp_url=f"smtp://127.0.0.1:{free_port()}"),
+        engine=services.engine,
+        sessions=services.sessions,
+    )
+    failed = run_day(down, DAY, InlineDispatcher(down), now=T0)
+    assert (failed.sent, failed.failed) == (0, 1)
+    assert "patient@example.org" in failed.failures[0]
+    with services.sessions() as session:
+        assert session.scalars(select(Digest.status)).one() == DigestStatus.FAILED
+
+    retried = run_day(services, DAY, InlineDispatcher(services), now=T0 + timedelta(minutes=10))
+    assert (retried.sent, retried.failed) == (1, 0)
+    assert len(outbox(services)) == 1

@@ -1,0 +1,65 @@
+"""The Celery application.
+
+`celery -A workers.app worker` and `celery -A workers.app beat` configure it from the environment when
+Celery first reads its configuration; the CLI and tests call `bind()` with services they built themselves.
+Without a broker URL, tasks run eagerly in the calling process.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from celery.schedules import crontab
+
+from digest.config import Settings, get_settings
+from digest.services import Services
+
+app = Celery("digest", include=["workers.tasks"])
+
+_bound: Services | None = None
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    return {
+        "broker_url": settings.broker_url or "memory://",
+        "task_always_eager": settings.eager,
+        "task_default_queue": settings.queue,
+        "task_eager_propagates": True,
+        "task_ignore_result": True,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "timezone": "UTC",
+        "enable_utc": True,
+        "broker_connection_retry_on_startup": True,
+        "beat_schedule": {
+            "daily-digest": {
+                "task": "digest.run_day",
+                "schedule": crontab(hour=settings.send_hour_utc, minute=0),
+            },
+        },
+    }
+
+
+@app.on_configure.connect
+def _configure(sender: Celery, **_: Any) -> None:
+    sender.conf.update(celery_config(_bound.settings if _bound else get_settings()))
+
+
+def bind(services: Services) -> Celery:
+    """Use these services for tasks run by this process (the CLI, the web app, tests)."""
+    global _bound
+    _bound = services
+    app.conf.update(celery_config(services.settings))
+    return app
+
+
+def services() -> Services:
+    """The services of this process, built from the environment the first time a worker needs them."""
+    global _bound
+    if _bound is None:
+        _bound = Services.build(get_settings())
+    return _bound

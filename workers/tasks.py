@@ -1,0 +1,41 @@
+"""Tasks: each unpacks its arguments, calls one `digest` function and returns a small summary."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+
+from digest import daily, delivery
+from workers.app import app, services
+
+SEND_BATCH = 50
+
+
+@app.task(name="digest.send_digests")
+def send_digests(digest_ids: list[int]) -> dict[str, str]:
+    results = daily.send_digests(services(), digest_ids)
+    return {str(digest_id): result.value for digest_id, result in results.items()}
+
+
+@app.task(name="digest.send_confirmation")
+def send_confirmation(subscriber_id: int) -> str:
+    return delivery.send_confirmation(services(), subscriber_id)
+
+
+@app.task(name="digest.run_day")
+def run_day(digest_date: str | None = None) -> dict[str, int]:
+    day = date.fromisoformat(digest_date) if digest_date else date.today()
+    summary = daily.run_day(services(), day, CeleryDispatcher())
+    return {"subscribers": summary.subscribers, "queued": summary.sent + summary.not_yet_sent}
+
+
+class CeleryDispatcher:
+    """Queues sends as Celery tasks, in batches so one SMTP connection serves many emails."""
+
+    def send_digests(self, digest_ids: Sequence[int]) -> None:
+        ids = list(digest_ids)
+        for start in range(0, len(ids), SEND_BATCH):
+            send_digests.delay(ids[start : start + SEND_BATCH])
+
+    def send_confirmation(self, subscriber_id: int) -> None:
+        send_confirmation.delay(subscriber_id)
