@@ -36,6 +36,10 @@ SMTP_TIMEOUT_SECONDS = 30.0
 _DEFAULT_PORTS = {"smtp": 25, "smtps": 465, "smtp+starttls": 587}
 # Quoted-printable keeps every line under the SMTP limit and needs no 8BITMIME from the server.
 _BODY_ENCODING = "quoted-printable"
+# Headers are folded only at whitespace up to RFC 5322's 998-character limit: with the default 78, Python
+# turns a long unbreakable header such as List-Unsubscribe's URL into an encoded word no client reads.
+# Bodies are already encoded (quoted-printable, short lines) when the message is built.
+WIRE_POLICY = policy.SMTP.clone(max_line_length=998)
 
 
 class DeliveryError(Exception):
@@ -92,6 +96,7 @@ def build_message(
         message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message.set_content(rendered.text, subtype="plain", charset="utf-8", cte=_BODY_ENCODING)
     message.add_alternative(rendered.html, subtype="html", charset="utf-8", cte=_BODY_ENCODING)
+    message.policy = WIRE_POLICY
     return message
 
 
@@ -140,7 +145,7 @@ class _OutboxConnection:
 
     def send(self, message: EmailMessage) -> None:
         recipient = _recipient_of(message)
-        data = message.as_bytes(policy=policy.SMTP)
+        data = message.as_bytes(policy=WIRE_POLICY)
         message_id = str(message["Message-ID"] or "")
         digest = hashlib.sha256((message_id or data.decode("ascii", "replace")).encode()).hexdigest()[:10]
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")

@@ -79,6 +79,18 @@ def test_a_message_through_a_real_smtp_server_keeps_headers_and_parts(
     assert "Über-effiziente Diffusion — 漢字" in html.get_content()
 
 
+def test_a_long_unsubscribe_url_stays_a_plain_header_a_mail_client_can_read(
+    settings: Settings, smtp_sink: SmtpSink
+) -> None:
+    long_url = "https://digest.example.org/unsubscribe/" + "Ab3_-" * 30 + ".signature-part-of-the-token"
+    message = build_message(settings, to="reader@example.org", rendered=rendered(), unsubscribe_url=long_url)
+    with SmtpMailer(smtp_sink.url).open() as connection:
+        connection.send(message)
+    (raw,) = smtp_sink.raw
+    assert f"\r\nList-Unsubscribe: <{long_url}>\r\n".encode() in raw
+    assert b"=?utf-8?" not in raw.split(b"\r\n\r\n", 1)[0].split(b"Subject:")[0]
+
+
 @dataclass
 class ScriptedServer:
     """An SMTP server whose replies the test chooses, and which notes the connection of each message."""
