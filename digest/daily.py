@@ -15,7 +15,7 @@ from datetime import date, datetime, timedelta
 from enum import StrEnum
 
 import numpy as np
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from digest.db import transaction
@@ -115,32 +115,40 @@ def plan_day(services: Services, digest_date: date, *, now: datetime | None = No
             return plan
         picks = _rank(session, to_rank, now)
 
+    chosen_for = {c.subscriber_id: picks[c.subscriber_id] for c in to_rank if picks.get(c.subscriber_id)}
+    plan.nothing_new = len(to_rank) - len(chosen_for)
+    if not chosen_for:
+        return plan
     with transaction(services.sessions) as session:
-        for candidate in to_rank:
-            chosen = picks.get(candidate.subscriber_id)
-            if not chosen:
-                plan.nothing_new += 1
-                continue
-            row = Digest(
-                subscriber_id=candidate.subscriber_id,
-                digest_date=digest_date,
-                status=DigestStatus.PENDING,
-                candidates_until=now,
-                created_at=now,
-            )
-            row.items = [
-                DigestItem(
-                    subscriber_id=candidate.subscriber_id,
-                    listing_id=listing_id,
-                    rank=rank,
-                    score=score,
-                    reason=reason,
-                )
-                for rank, (listing_id, score, reason) in enumerate(chosen, start=1)
-            ]
-            session.add(row)
-            session.flush()
-            plan.to_send.append(row.id)
+        digest_rows = session.execute(
+            insert(Digest).returning(Digest.id, Digest.subscriber_id, sort_by_parameter_order=True),
+            [
+                {
+                    "subscriber_id": subscriber_id,
+                    "digest_date": digest_date,
+                    "status": DigestStatus.PENDING,
+                    "candidates_until": now,
+                    "created_at": now,
+                }
+                for subscriber_id in chosen_for
+            ],
+        ).all()
+        session.execute(
+            insert(DigestItem),
+            [
+                {
+                    "digest_id": digest_id,
+                    "subscriber_id": subscriber_id,
+                    "listing_id": listing_id,
+                    "rank": rank,
+                    "score": score,
+                    "reason": reason,
+                }
+                for digest_id, subscriber_id in digest_rows
+                for rank, (listing_id, score, reason) in enumerate(chosen_for[subscriber_id], start=1)
+            ],
+        )
+        plan.to_send.extend(digest_id for digest_id, _ in digest_rows)
     return plan
 
 

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.preprocessing import normalize
 
 from digest.models import Vote
 
@@ -84,7 +83,7 @@ class Corpus:
         key = topic.casefold()
         cached = self._topic_cache.get(key)
         if cached is None:
-            cached = normalize(self.vectorizer.transform([topic]))
+            cached = _unit(sp.csr_matrix(self.vectorizer.transform([topic])))
             self._topic_cache[key] = cached
         return cached
 
@@ -93,7 +92,7 @@ class Corpus:
         keyword_vector = sp.csr_matrix((1, width), dtype=np.float32)
         for topic in topics:
             keyword_vector = keyword_vector + self._topic_vector(topic)
-        keyword_vector = normalize(keyword_vector)
+        keyword_vector = _unit(keyword_vector)
 
         vector = KEYWORD_WEIGHT * keyword_vector
         liked = self.rows_of(i for i, v in votes.items() if v == Vote.MORE)
@@ -102,7 +101,7 @@ class Corpus:
             vector = vector + LIKED_WEIGHT * sp.csr_matrix(self.matrix[liked].mean(axis=0))
         if len(disliked):
             vector = vector - DISLIKED_WEIGHT * sp.csr_matrix(self.matrix[disliked].mean(axis=0))
-        vector = sp.csr_matrix(normalize(vector), dtype=np.float32)
+        vector = _unit(sp.csr_matrix(vector, dtype=np.float32))
         vector.eliminate_zeros()
         return Profile(vector=vector, keyword_vector=sp.csr_matrix(keyword_vector), topics=tuple(topics))
 
@@ -116,37 +115,44 @@ class Corpus:
 
     def reason(self, row: int, profile: Profile) -> str:
         """Name what pulled this paper in: the topics as the subscriber typed them, then terms from votes."""
-        doc = self.matrix[row]
-        present = set(doc.indices.tolist())
+        doc = self.matrix
+        start, end = doc.indptr[row], doc.indptr[row + 1]
+        weights_in_doc = dict(zip(doc.indices[start:end].tolist(), doc.data[start:end].tolist(), strict=True))
+
         matched_topics: list[tuple[float, str]] = []
         loose_terms: list[tuple[float, str]] = []
         for topic in profile.topics:
             vector = self._topic_vector(topic)
-            weights = dict(zip(vector.indices.tolist(), vector.data.tolist(), strict=True))
-            hit = {f: w for f, w in weights.items() if f in present}
+            topic_weights = dict(zip(vector.indices.tolist(), vector.data.tolist(), strict=True))
+            hit = {f: w for f, w in topic_weights.items() if f in weights_in_doc}
             if not hit:
                 continue
-            strength = float(sum(doc[0, f] * w for f, w in hit.items()))
-            if sum(hit.values()) >= TOPIC_MATCH_SHARE * sum(weights.values()):
-                matched_topics.append((strength, topic))
+            if sum(hit.values()) >= TOPIC_MATCH_SHARE * sum(topic_weights.values()):
+                matched_topics.append((sum(weights_in_doc[f] * w for f, w in hit.items()), topic))
             else:
-                loose_terms.extend((float(doc[0, f] * w), str(self.feature_names[f])) for f, w in hit.items())
+                loose_terms.extend(
+                    (weights_in_doc[f] * w, str(self.feature_names[f])) for f, w in hit.items()
+                )
         keyword_terms = [t for _, t in sorted(matched_topics, reverse=True)]
         for _, term in sorted(loose_terms, reverse=True):
             if not _overlaps(term, keyword_terms):
                 keyword_terms.append(term)
         keyword_terms = keyword_terms[:REASON_TERMS]
 
-        learned_terms: list[str] = []
         keyword_features = set(profile.keyword_vector.indices.tolist())
-        contributions = doc.multiply(profile.vector).tocsr()
-        for position in np.argsort(-contributions.data):
-            if contributions.data[position] <= 0 or len(learned_terms) >= REASON_TERMS:
-                break
-            feature = int(contributions.indices[position])
-            term = str(self.feature_names[feature])
-            if feature not in keyword_features and not _overlaps(term, keyword_terms + learned_terms):
+        learned = [
+            (weights_in_doc[f] * w, str(self.feature_names[f]))
+            for f, w in zip(profile.vector.indices.tolist(), profile.vector.data.tolist(), strict=True)
+            if w > 0 and f in weights_in_doc and f not in keyword_features
+        ]
+        # On equal weight the phrase says more than its words, so it goes first.
+        learned.sort(key=lambda pair: (-round(pair[0], 6), -pair[1].count(" ")))
+        learned_terms: list[str] = []
+        for _, term in learned:
+            if not _overlaps(term, keyword_terms + learned_terms):
                 learned_terms.append(term)
+            if len(learned_terms) >= REASON_TERMS:
+                break
 
         parts = []
         if keyword_terms:
@@ -155,6 +161,12 @@ class Corpus:
             parts.append("like papers you asked for more of: " + ", ".join(learned_terms))
         text = "; ".join(parts) or "related to your interests"
         return text[0].upper() + text[1:]
+
+
+def _unit(row: sp.csr_matrix) -> sp.csr_matrix:
+    """L2-normalise one sparse row (sklearn's normalize costs more in argument checks than in maths here)."""
+    norm = float(np.sqrt(row.data @ row.data)) if row.nnz else 0.0
+    return row * (1.0 / norm) if norm > 0 else row
 
 
 def _overlaps(term: str, chosen: Sequence[str]) -> bool:
