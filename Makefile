@@ -27,7 +27,7 @@ unit: $(STAMP)
 	$(BIN)/pytest -m "not integration"
 
 bench: $(STAMP)
-	$(BIN)/python -m bench
+	$(BIN)/python -m digest.bench
 
 clean:
 	rm -rf $(VENV) var build *.egg-info

@@ -1,0 +1,308 @@
+"""`make bench`: how fast each stage of the daily loop runs on the sample listings, as a table.
+
+Everything runs on the embedded default in a temporary data dir: SQLite, the outbox, and an SMTP sink
+(aiosmtpd, a dev dependency) on loopback for the SMTP row. The figures are for this machine and these sizes;
+they are not asserted anywhere, only printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import resource
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from digest.config import get_settings
+from digest.daily import digest_context, plan_day, send_digests
+from digest.db import transaction, upgrade
+from digest.demo import DEFAULT_LISTINGS
+from digest.ingest import ingest_paths
+from digest.listing_formats import ParsedListing, SourceLine, parse_listing_text
+from digest.models import Digest, DigestItem, Subscriber, SubscriberStatus
+from digest.rendering import Renderer, inline_css
+from digest.services import Services
+
+TOPICS = [
+    "LoRA",
+    "parameter-efficient fine-tuning",
+    "diffusion models",
+    "image generation",
+    "dense retrieval",
+    "question answering",
+    "neural architecture search",
+    "graph neural networks",
+    "point clouds",
+    "reinforcement learning",
+    "knowledge distillation",
+    "mixture of experts",
+    "vision transformers",
+    "contrastive learning",
+    "large language models",
+    "in-context learning",
+    "model compression",
+    "quantization",
+    "speech recognition",
+    "object detection",
+    "semantic segmentation",
+    "recommendation",
+    "time series forecasting",
+    "federated learning",
+    "adversarial robustness",
+    "out-of-distribution",
+    "weight averaging",
+    "pruning",
+    "self-supervised learning",
+    "masked autoencoders",
+    "video generation",
+    "3D reconstruction",
+    "protein structure",
+    "code generation",
+    "retrieval-augmented generation",
+    "instruction tuning",
+    "tokenization",
+    "state space models",
+    "optimizers",
+    "scaling laws",
+]
+T0 = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
+DAY = date(2026, 11, 23)
+
+
+@dataclass
+class Row:
+    stage: str
+    size: str
+    seconds: float
+    rate: str
+
+
+@contextmanager
+def timed() -> Iterator[Callable[[], float]]:
+    start = time.perf_counter()
+    elapsed: list[float] = []
+    yield lambda: elapsed[0]
+    elapsed.append(time.perf_counter() - start)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def write_jsonl(listings_dir: Path, path: Path, records: int) -> None:
+    """Variants of the sample papers, each with a distinct title, so nothing is dropped as a duplicate."""
+    papers = [
+        parsed
+        for listing_file in sorted(listings_dir.glob("*.txt"))
+        for parsed in parse_listing_text(
+            SourceLine(n, text.rstrip("\n")) for n, text in enumerate(listing_file.open(encoding="utf-8"), 1)
+        )
+        if isinstance(parsed, ParsedListing)
+    ]
+    with path.open("w", encoding="utf-8") as out:
+        for n in range(records):
+            paper = papers[n % len(papers)]
+            out.write(
+                json.dumps(
+                    {"id": f"bench-{n}", "title": f"{paper.title} (variant {n})", "abstract": paper.abstract}
+                )
+                + "\n"
+            )
+
+
+def build(root: Path, name: str, **env: str) -> Services:
+    settings = get_settings(
+        {"DIGEST_DATA_DIR": str(root / name), "DIGEST_SECRET_KEY": "bench-" + "k" * 20, **env}
+    )
+    services = Services.build(settings)
+    upgrade(services.engine)
+    return services
+
+
+def subscribe_many(services: Services, count: int, rng: random.Random) -> None:
+    with transaction(services.sessions) as session:
+        session.add_all(
+            Subscriber(
+                email=f"reader{n}@example.org",
+                topics=rng.sample(TOPICS, rng.randint(1, 3)),
+                status=SubscriberStatus.ACTIVE,
+                confirmed_at=T0,
+            )
+            for n in range(count)
+        )
+
+
+def run(subscribers: int, jsonl_records: int, render_samples: int, listings_dir: Path) -> list[Row]:
+    rows: list[Row] = []
+    rng = random.Random(7)
+    with tempfile.TemporaryDirectory(prefix="digest-bench-") as tmp:
+        root = Path(tmp)
+        files = sorted(listings_dir.glob("*.txt"))
+
+        services = build(root, "main")
+        with timed() as took:
+            report = ingest_paths(services.sessions, files, now=T0 - timedelta(hours=1))
+        rows.append(
+            Row(
+                "ingest listing dumps",
+                f"{report.new + report.duplicate} papers, {len(files)} files",
+                took(),
+                f"{(report.new + report.duplicate) / took():,.0f} papers/s",
+            )
+        )
+
+        jsonl = root / "bench.jsonl"
+        write_jsonl(listings_dir, jsonl, jsonl_records)
+        big = build(root, "jsonl")
+        with timed() as took:
+            big_report = ingest_paths(big.sessions, [jsonl])
+        rows.append(
+            Row(
+                "ingest JSON Lines",
+                f"{big_report.new:,} papers",
+                took(),
+                f"{big_report.new / took():,.0f} papers/s",
+            )
+        )
+        big.close()
+
+        subscribe_many(services, subscribers, rng)
+        with timed() as took:
+            plan = plan_day(services, DAY, now=T0)
+        rows.append(
+            Row(
+                "rank (plan the day)",
+                f"{subscribers:,} subscribers x {report.new} papers",
+                took(),
+                f"{took() / subscribers * 1000:.2f} ms/subscriber",
+            )
+        )
+
+        with services.sessions() as session:
+            from sqlalchemy.orm import selectinload
+
+            sample = session.scalars(
+                select(Digest)
+                .where(Digest.id.in_(plan.to_send[:render_samples]))
+                .options(
+                    selectinload(Digest.subscriber),
+                    selectinload(Digest.items).selectinload(DigestItem.listing),
+                )
+            ).all()
+            contexts = [digest_context(services, d) for d in sample]
+        inlined_once, per_email = (
+            Renderer.default(),
+            Renderer(Renderer.default().templates_dir, preinline=False),
+        )
+        inlined_once.render("digest", contexts[0])
+        with timed() as took:
+            for context in contexts:
+                inlined_once.render("digest", context)
+        fast = took() / len(contexts)
+        with timed() as took:
+            for context in contexts:
+                inline_css(per_email.render("digest", context).html)
+        slow = took() / len(contexts)
+        emails = f"{len(contexts)} emails"
+        rows.append(
+            Row(
+                "render, CSS inlined once per template",
+                emails,
+                fast * len(contexts),
+                f"{fast * 1e3:.2f} ms/email",
+            )
+        )
+        slower = f"{slow * 1e3:.2f} ms/email ({slow / fast:.0f}x slower)"
+        rows.append(
+            Row("render + premailer per email (for comparison)", emails, slow * len(contexts), slower)
+        )
+
+        with timed() as took:
+            results = send_digests(services, plan.to_send)
+        sent = sum(r.value == "sent" for r in results.values())
+        rows.append(
+            Row(
+                "send to the outbox (render, build, write .eml)",
+                f"{sent:,} emails",
+                took(),
+                f"{sent / took():,.0f} emails/s",
+            )
+        )
+
+        rows.append(_smtp_row(services, plan.to_send))
+        services.close()
+    return rows
+
+
+def _smtp_row(services: Services, digest_ids: list[int]) -> Row:
+    from aiosmtpd.controller import Controller
+
+    class Counter:
+        def __init__(self) -> None:
+            self.count = 0
+            self.lock = threading.Lock()
+
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            with self.lock:
+                self.count += 1
+            return "250 OK"
+
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    sink = Counter()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        with transaction(services.sessions) as session:
+            for digest in session.scalars(select(Digest).where(Digest.id.in_(digest_ids))):
+                digest.status = digest.status.PENDING
+        smtp = Services(
+            settings=replace(services.settings, smtp_url=f"smtp://127.0.0.1:{port}"),
+            engine=services.engine,
+            sessions=services.sessions,
+        )
+        with timed() as took:
+            send_digests(smtp, digest_ids)
+    finally:
+        controller.stop()
+    return Row(
+        "send over SMTP (one connection per batch)",
+        f"{sink.count:,} emails",
+        took(),
+        f"{sink.count / took():,.0f} emails/s",
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--subscribers", type=int, default=2000)
+    parser.add_argument("--jsonl-records", type=int, default=20000)
+    parser.add_argument("--render-samples", type=int, default=200)
+    parser.add_argument("--listings", type=Path, default=DEFAULT_LISTINGS)
+    args = parser.parse_args()
+    rows = run(args.subscribers, args.jsonl_records, args.render_samples, args.listings)
+    header = ("stage", "size", "seconds", "rate")
+    table = [header] + [(r.stage, r.size, f"{r.seconds:.2f}", r.rate) for r in rows]
+    widths = [max(len(str(line[i])) for line in table) for i in range(4)]
+    for index, line in enumerate(table):
+        print(" | ".join(str(cell).ljust(w) for cell, w in zip(line, widths, strict=True)))
+        if index == 0:
+            print("-|-".join("-" * w for w in widths))
+    print(f"\npeak memory (max RSS of this process): {peak_rss_mb():,.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
