@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from datetime import date
 
 from digest import daily, delivery
+from digest.models import utcnow
 from workers.app import app, services
 
 SEND_BATCH = 50
@@ -24,7 +25,7 @@ def send_confirmation(subscriber_id: int) -> str:
 
 @app.task(name="digest.run_day")
 def run_day(digest_date: str | None = None) -> dict[str, int]:
-    day = date.fromisoformat(digest_date) if digest_date else date.today()
+    day = date.fromisoformat(digest_date) if digest_date else utcnow().date()
     summary = daily.run_day(services(), day, CeleryDispatcher())
     return {"subscribers": summary.subscribers, "queued": summary.sent + summary.not_yet_sent}
 
