@@ -43,6 +43,13 @@ class SourceLine(NamedTuple):
 
 @dataclass(frozen=True)
 class ParsedListing:
+    """One paper as a source describes it. `line` is the file line, or the item's position in a feed.
+
+    The identity fields let the same paper from two sources become one listing: `arxiv_id` is
+    normalised and versionless ("2401.01234", "hep-th/9901001") with the version apart, `doi` lowercase
+    without a resolver prefix.
+    """
+
     line: int
     title: str
     abstract: str
@@ -50,6 +57,12 @@ class ParsedListing:
     url: str | None = None
     authors: list[str] = field(default_factory=list)
     published: date | None = None
+    arxiv_id: str | None = None
+    version: int | None = None
+    doi: str | None = None
+    categories: list[str] = field(default_factory=list)
+    upvotes: int | None = None
+    links: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
