@@ -5,9 +5,12 @@ from __future__ import annotations
 import enum
 import secrets
 from datetime import UTC, date, datetime
+from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
+    Boolean,
     Date,
     DateTime,
     Enum,
@@ -71,14 +74,25 @@ class Listing(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     external_id: Mapped[str | None] = mapped_column(String(200), unique=True)
-    title_key: Mapped[str] = mapped_column(String(500), unique=True)
+    # Versionless arXiv id ("2401.01234", "hep-th/9901001"); the strongest identity a paper has.
+    arxiv_id: Mapped[str | None] = mapped_column(String(40), unique=True)
+    doi: Mapped[str | None] = mapped_column(String(200), unique=True)
+    # Not unique: two different papers (different arXiv ids) may share a title.
+    title_key: Mapped[str] = mapped_column(String(500), index=True)
     title: Mapped[str] = mapped_column(Text)
     abstract: Mapped[str] = mapped_column(Text)
     url: Mapped[str | None] = mapped_column(String(2000))
     authors: Mapped[list[str]] = mapped_column(JSON, default=list)
     published: Mapped[date | None] = mapped_column(Date)
+    version: Mapped[int | None] = mapped_column(SmallInteger)
+    categories: Mapped[list[str]] = mapped_column(JSON, default=list)
+    upvotes: Mapped[int | None] = mapped_column(Integer)
+    links: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     source: Mapped[str] = mapped_column(String(500))
+    # Every source that has reported this paper, first one first.
+    seen_in: Mapped[list[str]] = mapped_column(JSON, default=list)
     first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class SubscriberStatus(enum.StrEnum):
@@ -172,3 +186,56 @@ class DigestItem(Base):
 
     digest: Mapped[Digest] = relationship(back_populates="items")
     listing: Mapped[Listing] = relationship()
+
+
+class Source(Base):
+    """A place listings come from, fetched on its own interval by the scheduler."""
+
+    __tablename__ = "source"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    kind: Mapped[str] = mapped_column(String(30))
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    interval_minutes: Mapped[int] = mapped_column(Integer)
+    # How long the source may produce nothing new before it is flagged stale (business days for arXiv).
+    quiet_days: Mapped[int] = mapped_column(SmallInteger)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Validators from the last 200 per URL, so an unchanged feed costs a 304.
+    http_cache: Mapped[dict[str, dict[str, str]]] = mapped_column(JSON, default=dict)
+    next_fetch_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Fetch(Base):
+    """One attempt to read a source: what came back and what it added, for health and debugging."""
+
+    __tablename__ = "fetch"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("source.id", ondelete="CASCADE"), index=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    http_status: Mapped[int | None] = mapped_column(SmallInteger)
+    not_modified: Mapped[bool] = mapped_column(Boolean, default=False)
+    seen: Mapped[int] = mapped_column(Integer, default=0)
+    new: Mapped[int] = mapped_column(Integer, default=0)
+    updated: Mapped[int] = mapped_column(Integer, default=0)
+    rejected: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    # The first few rejected items, each naming the item and what was wrong.
+    problems: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+
+class WatchedFile(Base):
+    """A file a watched directory already gave us, so each is ingested once (again only if it changes)."""
+
+    __tablename__ = "watched_file"
+    __table_args__ = (UniqueConstraint("source_id", "path"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("source.id", ondelete="CASCADE"))
+    path: Mapped[str] = mapped_column(String(1000))
+    size: Mapped[int] = mapped_column(BigInteger)
+    mtime_ns: Mapped[int] = mapped_column(BigInteger)
+    ingested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
