@@ -8,19 +8,17 @@ a file (missing, unreadable, not UTF-8) stops the run, and that file leaves noth
 from __future__ import annotations
 
 import stat
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import chain
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
-from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.db import transaction
 from digest.listing_formats import (
-    ParsedListing,
     ParseResult,
     Rejected,
     SourceLine,
@@ -28,14 +26,13 @@ from digest.listing_formats import (
     parse_json_lines,
     parse_listing_text,
 )
-from digest.models import Listing
+from digest.store import Incoming, StoreCounts, identify, store_batch
 
 __all__ = [
     "IngestFileError",
     "IngestReport",
     "RecordError",
     "ingest_paths",
-    "normalize_external_id",
     "normalize_title",
 ]
 
@@ -44,8 +41,6 @@ LOOKUP_CHUNK = 500
 # longer line is rejected without ever being held in memory whole.
 MAX_LINE_BYTES = 4 * 1024 * 1024
 PROGRESS_STEP_BYTES = 256 * 1024
-MAX_EXTERNAL_ID_CHARS = 200
-MAX_SOURCE_CHARS = 500
 JSON_LINES_SUFFIXES = (".jsonl", ".ndjson")
 UTF8_BOM = b"\xef\xbb\xbf"
 
@@ -63,6 +58,7 @@ class RecordError:
 @dataclass
 class IngestReport:
     new: int = 0
+    updated: int = 0
     duplicate: int = 0
     rejected: int = 0
     errors: list[RecordError] = field(default_factory=list)
@@ -83,14 +79,6 @@ class IngestFileError(Exception):
 
     def __str__(self) -> str:
         return f"{self.path}: {self.reason}"
-
-
-def normalize_external_id(raw: str | None) -> str | None:
-    """The single place identifiers are canonicalised, so every lookup and insert agrees on them."""
-    if raw is None:
-        return None
-    cleaned = raw.strip()
-    return cleaned or None
 
 
 def ingest_paths(
@@ -221,14 +209,6 @@ def _parse(path: Path, lines: Iterator[SourceLine]) -> Iterator[ParseResult]:
     return iter(())
 
 
-@dataclass(frozen=True)
-class _Candidate:
-    line: int
-    external_id: str | None
-    title_key: str
-    row: dict[str, Any]
-
-
 def _ingest_file(
     sessions: sessionmaker[Session],
     path: Path,
@@ -237,81 +217,28 @@ def _ingest_file(
     progress: Callable[[int], None] | None,
 ) -> None:
     meter = _ByteMeter(progress)
-    source = path.name[:MAX_SOURCE_CHARS]
-    new = duplicate = 0
+    counts = StoreCounts()
     errors: list[RecordError] = []
     try:
         with path.open("rb") as stream, transaction(sessions) as session:
-            batch: list[_Candidate] = []
+            batch: list[Incoming] = []
             for result in _parse(path, _read_lines(stream, path, meter)):
-                candidate = _candidate(result, source, seen_at)
-                if isinstance(candidate, Rejected):
-                    errors.append(RecordError(str(path), candidate.line, candidate.message))
+                incoming = result if isinstance(result, Rejected) else identify(result)
+                if isinstance(incoming, Rejected):
+                    errors.append(RecordError(str(path), incoming.line, incoming.message))
                     continue
-                batch.append(candidate)
+                batch.append(incoming)
                 if len(batch) >= LOOKUP_CHUNK:
-                    stored = _store_batch(session, batch)
-                    new, duplicate = new + stored, duplicate + len(batch) - stored
+                    counts.add(store_batch(session, batch, path.name, seen_at))
                     batch = []
                     meter.report()
             if batch:
-                stored = _store_batch(session, batch)
-                new, duplicate = new + stored, duplicate + len(batch) - stored
+                counts.add(store_batch(session, batch, path.name, seen_at))
     except OSError as exc:
         raise IngestFileError(str(path), f"could not be read: {exc.strerror or exc}") from None
     meter.report()
-    report.new += new
-    report.duplicate += duplicate
+    report.new += counts.new
+    report.updated += counts.updated
+    report.duplicate += counts.duplicate
     report.rejected += len(errors)
     report.errors.extend(errors)
-
-
-def _candidate(result: ParseResult, source: str, seen_at: datetime) -> _Candidate | Rejected:
-    if isinstance(result, Rejected):
-        return result
-    listing: ParsedListing = result
-    title_key = normalize_title(listing.title)
-    if not title_key:
-        return Rejected(listing.line, "'title' has no letters or digits")
-    external_id = normalize_external_id(listing.external_id)
-    if external_id is not None and len(external_id) > MAX_EXTERNAL_ID_CHARS:
-        return Rejected(listing.line, f"'id' longer than {MAX_EXTERNAL_ID_CHARS} characters")
-    row = {
-        "external_id": external_id,
-        "title_key": title_key,
-        "title": listing.title,
-        "abstract": listing.abstract,
-        "url": listing.url,
-        "authors": listing.authors,
-        "published": listing.published,
-        "source": source,
-        "first_seen_at": seen_at,
-    }
-    return _Candidate(listing.line, external_id, title_key, row)
-
-
-def _existing(session: Session, column: Any, values: Iterable[str]) -> set[str]:
-    wanted = sorted(set(values))
-    if not wanted:
-        return set()
-    return set(session.scalars(select(column).where(column.in_(wanted))))
-
-
-def _store_batch(session: Session, batch: Sequence[_Candidate]) -> int:
-    """Insert the papers in `batch` not already stored (by this run's earlier batches included,
-    since they are in the same transaction); returns how many were new."""
-    known_ids = _existing(session, Listing.external_id, (c.external_id for c in batch if c.external_id))
-    known_keys = _existing(session, Listing.title_key, (c.title_key for c in batch))
-    rows = []
-    for candidate in batch:
-        if candidate.title_key in known_keys or (
-            candidate.external_id is not None and candidate.external_id in known_ids
-        ):
-            continue
-        known_keys.add(candidate.title_key)
-        if candidate.external_id is not None:
-            known_ids.add(candidate.external_id)
-        rows.append(candidate.row)
-    if rows:
-        session.execute(insert(Listing), rows)
-    return len(rows)

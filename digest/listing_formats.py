@@ -63,6 +63,9 @@ class ParsedListing:
     categories: list[str] = field(default_factory=list)
     upvotes: int | None = None
     links: dict[str, str] = field(default_factory=dict)
+    # arXiv feeds say "new", "cross", "replace" or "replace-cross"; a replacement is a new version of a
+    # paper announced before, never news in itself.
+    announce_type: str | None = None
 
 
 @dataclass(frozen=True)
@@ -365,6 +368,7 @@ def _parse_json_line(line: SourceLine) -> ParseResult:
             url=_checked_url(_optional_string(obj, "url")),
             authors=_checked_authors(obj.get("authors")),
             published=_checked_date(_optional_string(obj, "published")),
+            doi=_optional_string(obj, "doi"),
         )
     except _FieldError as exc:
         return Rejected(line.number, str(exc))

@@ -79,7 +79,7 @@ def test_ingest_reports_counts_and_names_each_malformed_record(env: dict[str, st
     )
     result = digest(env, "ingest", str(path))
     assert result.exit_code == 0, result.output
-    assert "1 new, 1 duplicate, 2 rejected" in result.output
+    assert "1 new, 0 updated, 1 duplicate, 2 rejected" in result.output
     assert f"rejected {path}:2:" in result.output
     assert f"rejected {path}:3:" in result.output and "abstract" in result.output
     assert listing_count(env) == 1

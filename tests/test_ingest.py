@@ -243,7 +243,7 @@ def test_jsonl_good_lines_are_stored_and_each_bad_line_is_explained(
     assert (report.new, report.duplicate, report.rejected) == (2, 0, 12)
 
     first, second = stored(services)
-    assert first.external_id == "2501.00001"
+    assert (first.arxiv_id, first.external_id) == ("2501.00001", None), "a bare arXiv id is recognised as one"
     assert first.title == "Sparse Mixtures of Experts"
     assert first.title_key == "sparse mixtures of experts"
     assert first.url == "https://example.org/papers/1"

@@ -95,7 +95,7 @@ def test_a_worker_process_sends_the_days_digests_over_redis(
     assert "upgraded" in digest_cli(env, "init-db")
     assert "already at" in digest_cli(env, "init-db")
     ingested = digest_cli(env, "ingest", *map(str, shared_listings))
-    new = re.search(r"(\d+) new, \d+ duplicate, 0 rejected", ingested)
+    new = re.search(r"(\d+) new, \d+ updated, \d+ duplicate, 0 rejected", ingested)
     assert new and int(new.group(1)) > 700, ingested
     for email, topics in TOPICS.items():
         digest_cli(env, "subscribe", email, "--topics", topics, "--confirmed")
