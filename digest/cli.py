@@ -62,12 +62,18 @@ def init_db() -> None:
 
 
 @main.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-def ingest(paths: tuple[Path, ...]) -> None:
-    """Store new paper listings from listing-page text dumps or JSON Lines files."""
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--source", "source_name", help="Fetch this configured source now instead of reading files.")
+def ingest(paths: tuple[Path, ...], source_name: str | None) -> None:
+    """Store new paper listings from listing-page text dumps or JSON Lines files, or from a source."""
     from digest.ingest import IngestFileError, ingest_paths
 
+    if bool(paths) == bool(source_name):
+        raise click.UsageError("give either listing files or --source NAME")
     with _services() as services:
+        if source_name:
+            _fetch_now(services, source_name)
+            return
         total = sum(p.stat().st_size for p in paths if p.is_file())
         try:
             if total >= PROGRESS_BAR_MIN_BYTES:
@@ -80,9 +86,25 @@ def ingest(paths: tuple[Path, ...]) -> None:
         for error in report.errors:
             click.echo(f"rejected {error}", err=True)
         click.echo(
-            f"Ingested {len(report.files)} file(s): {report.new} new, {report.duplicate} duplicate, "
-            f"{report.rejected} rejected."
+            f"Ingested {len(report.files)} file(s): {report.new} new, {report.updated} updated, "
+            f"{report.duplicate} duplicate, {report.rejected} rejected."
         )
+
+
+def _fetch_now(services: Services, name: str) -> None:
+    from digest.sources import SourceError, fetch_source, get_source
+
+    try:
+        with services.sessions() as session:
+            source_id = get_source(session, name).id
+    except SourceError as exc:
+        raise click.ClickException(str(exc)) from None
+    outcome = fetch_source(services, source_id)
+    for problem in outcome.problems:
+        click.echo(f"rejected {name} {problem}", err=True)
+    if outcome.error:
+        raise click.ClickException(outcome.summary())
+    click.echo(outcome.summary())
 
 
 @main.command()
@@ -133,6 +155,8 @@ def run(digest_date: Any) -> None:
             f"{summary.nothing_new} skipped (nothing new), {summary.already_sent} already sent, "
             f"{summary.failed} failed."
         )
+        if summary.note:
+            click.echo(f"Nothing to send: {summary.note}.")
         for failure in summary.failures:
             click.echo(f"failed: {failure}", err=True)
         if not services.settings.smtp_url and summary.sent:
@@ -177,3 +201,117 @@ def demo(data_dir: Path, listings: Path | None) -> None:
         run_demo(data_dir, listings, echo=click.echo)
     except (DemoError, ConfigError) as exc:
         raise click.ClickException(str(exc)) from None
+
+
+@main.group()
+def sources() -> None:
+    """Configure where listings come from, and see whether each source is healthy."""
+
+
+@sources.command("add")
+@click.argument("name")
+@click.option("--kind", required=True, type=click.Choice(["arxiv_api", "arxiv_rss", "hf_daily", "directory"]))
+@click.option("--category", "categories", multiple=True, help="arXiv category such as cs.LG (repeatable).")
+@click.option("--query", help="arXiv API search terms, e.g. 'abs:\"low-rank adaptation\"'.")
+@click.option("--url", help="Override the feed or API address (a mirror, or a test server).")
+@click.option("--path", help="Folder to watch (directory sources).")
+@click.option("--every", "interval", type=int, help="Minutes between fetches (default depends on the kind).")
+@click.option("--quiet-days", type=int, help="Days without anything new before the source is flagged stale.")
+def sources_add(
+    name: str,
+    kind: str,
+    categories: tuple[str, ...],
+    query: str | None,
+    url: str | None,
+    path: str | None,
+    interval: int | None,
+    quiet_days: int | None,
+) -> None:
+    """Add a source; the scheduler fetches it on its own interval."""
+    from digest.db import transaction
+    from digest.sources import SourceError, add_source
+
+    with _services() as services:
+        try:
+            with transaction(services.sessions) as session:
+                source = add_source(
+                    session,
+                    name,
+                    kind,
+                    categories=categories,
+                    query=query,
+                    url=url,
+                    path=path,
+                    interval_minutes=interval,
+                    quiet_days=quiet_days,
+                )
+                click.echo(
+                    f"Added {source.name} ({source.kind}), fetched every {source.interval_minutes} min."
+                )
+        except SourceError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@sources.command("list")
+def sources_list() -> None:
+    """List the configured sources."""
+    from sqlalchemy import select
+
+    from digest.models import Source
+
+    with _services() as services, services.sessions() as session:
+        rows = session.scalars(select(Source).order_by(Source.name)).all()
+        if not rows:
+            click.echo("No sources yet: add one with `digest sources add`.")
+        for source in rows:
+            config = ", ".join(f"{k}={v}" for k, v in source.config.items() if v)
+            click.echo(f"{source.name}  {source.kind}  every {source.interval_minutes} min  {config}")
+
+
+@sources.command("remove")
+@click.argument("name")
+def sources_remove(name: str) -> None:
+    """Remove a source (its listings stay)."""
+    from digest.db import transaction
+    from digest.sources import remove_source
+
+    with _services() as services:
+        with transaction(services.sessions) as session:
+            removed = remove_source(session, name)
+        if not removed:
+            raise click.ClickException(f"no source named {name!r}")
+        click.echo(f"Removed {name}; the listings it brought stay.")
+
+
+@sources.command("status")
+def sources_status() -> None:
+    """Each source's last success and whether it is quiet (normal) or stale / failing (look at it)."""
+    from digest.health import source_health
+    from digest.models import utcnow
+
+    with _services() as services, services.sessions() as session:
+        report = source_health(session, utcnow(), services.settings.extra_holidays)
+    if not report:
+        click.echo("No sources yet: add one with `digest sources add`.")
+        return
+    rows = [("source", "kind", "state", "last success", "last new", "detail")]
+    for h in report:
+        rows.append(
+            (
+                h.name,
+                h.kind,
+                h.state.upper() if h.state in ("stale", "failing") else h.state,
+                _when(h.last_success_at),
+                _when(h.last_new_at),
+                h.detail,
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for r in rows:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1])
+    if any(h.state in ("stale", "failing") for h in report):
+        sys.exit(1)
+
+
+def _when(moment: Any) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M") if moment else "never"

@@ -11,6 +11,7 @@ import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from email.utils import parseaddr
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -33,6 +34,8 @@ class Settings:
     first_digest_lookback_days: int = 7
     send_hour_utc: int = 6
     queue: str = "digest"
+    # Days arXiv announces nothing beyond weekends and the holidays `digest.health` knows.
+    extra_holidays: frozenset[date] = frozenset()
 
     @property
     def outbox_dir(self) -> Path:
@@ -94,6 +97,19 @@ def _check_url(name: str, value: str, schemes: tuple[str, ...]) -> str:
     return value
 
 
+def _dates(env: Mapping[str, str], name: str) -> frozenset[date]:
+    days = set()
+    for part in (env.get(name) or "").replace(";", ",").split(","):
+        if part.strip():
+            try:
+                days.add(date.fromisoformat(part.strip()))
+            except ValueError:
+                raise ConfigError(
+                    f"{name} must be ISO dates separated by commas; {part.strip()!r} is not one"
+                ) from None
+    return frozenset(days)
+
+
 def _queue_name(value: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,100}", value):
         raise ConfigError(f"DIGEST_QUEUE must be letters, digits and _.:- only; got {value!r}")
@@ -145,4 +161,5 @@ def get_settings(env: Mapping[str, str] | None = None) -> Settings:
         first_digest_lookback_days=_positive_int(env, "DIGEST_FIRST_LOOKBACK_DAYS", 7, 365),
         send_hour_utc=_positive_int(env, "DIGEST_SEND_HOUR_UTC", 6, 23),
         queue=_queue_name(env.get("DIGEST_QUEUE") or "digest"),
+        extra_holidays=_dates(env, "DIGEST_EXTRA_HOLIDAYS"),
     )

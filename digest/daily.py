@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from digest.db import transaction
 from digest.delivery import DeliveryError, MailConnection, build_message
+from digest.health import source_health
 from digest.models import (
     Digest,
     DigestItem,
@@ -44,6 +45,9 @@ class DayPlan:
     subscribers: int = 0
     to_send: list[int] = field(default_factory=list)
     nothing_new: int = 0
+    # Listings stored inside the widest candidate window; zero means no subscriber could get anything.
+    new_listings: int = 0
+    window_start: datetime | None = None
     already_sent: int = 0
 
 
@@ -57,6 +61,7 @@ class RunSummary:
     failed: int
     not_yet_sent: int
     failures: list[str] = field(default_factory=list)
+    note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -113,7 +118,9 @@ def plan_day(services: Services, digest_date: date, *, now: datetime | None = No
         )
         if not to_rank:
             return plan
-        picks = _rank(session, to_rank, now)
+        plan.window_start = min(c.since for c in to_rank)
+        plan.new_listings = _count_new(session, plan.window_start, now)
+        picks = _rank(session, to_rank, now) if plan.new_listings else {}
 
     chosen_for = {c.subscriber_id: picks[c.subscriber_id] for c in to_rank if picks.get(c.subscriber_id)}
     plan.nothing_new = len(to_rank) - len(chosen_for)
@@ -150,6 +157,32 @@ def plan_day(services: Services, digest_date: date, *, now: datetime | None = No
         )
         plan.to_send.extend(digest_id for digest_id, _ in digest_rows)
     return plan
+
+
+def _count_new(session: Session, since: datetime, now: datetime) -> int:
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(Listing)
+            .where(Listing.first_seen_at > since, Listing.first_seen_at <= now)
+        )
+        or 0
+    )
+
+
+def _why_nothing_new(services: Services, since: datetime, now: datetime) -> str:
+    """A day without listings is normal on a weekend and alarming on a Tuesday; say which this is."""
+    with services.sessions() as session:
+        report = source_health(session, now, services.settings.extra_holidays)
+    head = f"no new listings since {since:%Y-%m-%d %H:%M} UTC"
+    if not report:
+        return f"{head}, and no sources are configured (`digest sources add`, or `digest ingest FILES`)"
+    troubled = [h for h in report if h.state in ("stale", "failing", "never fetched")]
+    if troubled:
+        return f"{head}: " + "; ".join(f"{h.name} is {h.state} ({h.detail})" for h in troubled)
+    return f"{head}; every source is healthy, just quiet: " + "; ".join(
+        f"{h.name} {h.detail}" for h in report
+    )
 
 
 def _rank(
@@ -342,7 +375,11 @@ def summarize(services: Services, plan: DayPlan) -> RunSummary:
 def run_day(
     services: Services, digest_date: date, dispatcher: Dispatcher, *, now: datetime | None = None
 ) -> RunSummary:
+    now = now or utcnow()
     plan = plan_day(services, digest_date, now=now)
     if plan.to_send:
         dispatcher.send_digests(plan.to_send)
-    return summarize(services, plan)
+    summary = summarize(services, plan)
+    if plan.window_start is not None and plan.new_listings == 0:
+        summary.note = _why_nothing_new(services, plan.window_start, now)
+    return summary

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from email.utils import parseaddr
 from functools import cached_property
+from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy import Engine
@@ -19,6 +21,7 @@ from digest.links import Links
 
 if TYPE_CHECKING:
     from digest.delivery import Mailer
+    from digest.fetching import HttpClient
     from digest.rendering import Renderer
 
 
@@ -57,5 +60,21 @@ class Services:
 
         return make_mailer(self.settings)
 
+    @cached_property
+    def http(self) -> HttpClient:
+        from digest.fetching import HttpClient, default_user_agent
+
+        contact = parseaddr(self.settings.mail_from)[1]
+        return HttpClient(user_agent=default_user_agent(contact=contact, version=package_version()))
+
     def close(self) -> None:
+        if "http" in self.__dict__:
+            self.http.close()
         self.engine.dispose()
+
+
+def package_version() -> str:
+    try:
+        return version("digest")
+    except PackageNotFoundError:
+        return "dev"

@@ -36,6 +36,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "enable_utc": True,
         "broker_connection_retry_on_startup": True,
         "beat_schedule": {
+            # Each source has its own interval; this tick only claims the ones that are due.
+            "ingest-due-sources": {"task": "digest.ingest_due", "schedule": 60.0},
             "daily-digest": {
                 "task": "digest.run_day",
                 "schedule": crontab(hour=settings.send_hour_utc, minute=0),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import date
 
-from digest import daily, delivery
+from digest import daily, delivery, sources
 from digest.models import utcnow
 from workers.app import app, services
 
@@ -28,6 +28,19 @@ def run_day(digest_date: str | None = None) -> dict[str, int]:
     day = date.fromisoformat(digest_date) if digest_date else utcnow().date()
     summary = daily.run_day(services(), day, CeleryDispatcher())
     return {"subscribers": summary.subscribers, "queued": summary.sent + summary.not_yet_sent}
+
+
+@app.task(name="digest.ingest_due")
+def ingest_due() -> list[int]:
+    claimed = sources.claim_due_sources(services())
+    for source_id in claimed:
+        fetch_source.delay(source_id)
+    return claimed
+
+
+@app.task(name="digest.fetch_source")
+def fetch_source(source_id: int) -> str:
+    return sources.fetch_source(services(), source_id).summary()
 
 
 class CeleryDispatcher:
