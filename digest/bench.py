@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import queue
 import random
 import resource
 import tempfile
@@ -248,7 +249,13 @@ def _ingest_in_child(root: Path, jsonl: Path) -> Row:
     results = context.Queue()
     child = context.Process(target=_ingest_child, args=(str(root), str(jsonl), results))
     child.start()
-    new, seconds, peak = results.get(timeout=1800)
+    while True:
+        try:
+            new, seconds, peak = results.get(timeout=1.0)
+            break
+        except queue.Empty:
+            if not child.is_alive():
+                raise RuntimeError(f"the ingest process died with exit code {child.exitcode}") from None
     child.join()
     size_mb = jsonl.stat().st_size / 1e6
     return Row(
