@@ -267,6 +267,7 @@ def _download_arxiv_api(client: HttpClient, source: Source, known: Callable[[lis
     config = source.config
     page_size, max_pages = int(config.get("page_size", 100)), int(config.get("max_pages", 3))
     search = arxiv_search_query(config.get("categories") or [], config.get("query"))
+    fetched_ids: set[str] = set()
     for page in range(max_pages):
         result = client.get(
             config.get("url") or ARXIV_API_URL,
@@ -281,9 +282,11 @@ def _download_arxiv_api(client: HttpClient, source: Source, known: Callable[[lis
         download.http_status = result.status
         parsed = parse_arxiv_atom(result.body)
         download.items.extend(parsed.items)
-        ids = [item.arxiv_id for item in parsed.items if not isinstance(item, Rejected) and item.arxiv_id]
+        ids = {item.arxiv_id for item in parsed.items if not isinstance(item, Rejected) and item.arxiv_id}
+        unseen = sorted(ids - fetched_ids)
+        fetched_ids |= ids
         total = parsed.total_results
-        if not parsed.items or (ids and known(ids) == len(ids)):
+        if not parsed.items or (ids and known(unseen) == len(unseen)):
             break
         if total is not None and (page + 1) * page_size >= total:
             break
@@ -346,6 +349,8 @@ def fetch_source(services: Services, source_id: int, *, now: datetime | None = N
         return _fetch_directory(services, source, started, now, outcome)
 
     def known(ids: list[str]) -> int:
+        if not ids:
+            return 0
         with services.sessions() as lookup:
             return len(lookup.scalars(select(Listing.id).where(Listing.arxiv_id.in_(ids))).all())
 

@@ -299,3 +299,19 @@ def test_the_beat_tick_fetches_each_due_source_through_celery(
     assert [f.error for f in fetches(services)] == [None]
     assert count_listings(services) >= 2
     assert ingest_due.delay().get() == [], "not due again until its interval has passed"
+
+
+def test_the_arxiv_api_is_paged_newest_first_until_a_page_holds_nothing_new(
+    services: Services, replay_server: ReplayServer, waits: list[float]
+) -> None:
+    replay_server.script(
+        "/api", fixture_reply("feeds/arxiv_api_page.xml", content_type="application/atom+xml")
+    )
+    with transaction(services.sessions) as session:
+        source = add_source(session, "api", "arxiv_api", url=replay_server.url("/api"), query="abs:adapters")
+        source.config = {**source.config, "page_size": 2, "max_pages": 5}
+    outcome = fetch_source(services, source.id)
+    assert outcome.error is None and outcome.counts.new >= 3
+    starts = [r.params["start"] for r in replay_server.requests_to("/api")]
+    assert starts == [["0"], ["2"]], "the second page repeated known papers, so paging stopped there"
+    assert replay_server.requests_to("/api")[0].params["search_query"] == ["(abs:adapters)"]
