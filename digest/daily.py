@@ -15,6 +15,7 @@ from datetime import date, datetime, timedelta
 from enum import StrEnum
 
 import numpy as np
+import scipy.sparse as sp
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session, selectinload
 
@@ -25,18 +26,33 @@ from digest.models import (
     Digest,
     DigestItem,
     DigestStatus,
-    Feedback,
     Listing,
     Subscriber,
     SubscriberStatus,
     Vote,
     utcnow,
 )
-from digest.ranking import Corpus, listing_text, top_k
+from digest.profiles import background_sample, current_space, learned_vectors, load_votes, store_learned
+from digest.ranking import (
+    Explainer,
+    Votes,
+    can_learn,
+    choose,
+    listing_text,
+    profile,
+    pseudo_feedback,
+    scores,
+    train_learned,
+)
 from digest.rendering import trim_abstract
 from digest.services import Dispatcher, Services
 
-SCORING_BLOCK = 1000
+SCORING_BLOCK = 5000
+# Below this cosine a paper is a weak match, not worth a reader's time.
+MIN_SCORE = 0.05
+TRENDING_SIZE = 3
+# Up to this many new listings, their pairwise similarity is kept for diversity (16 MB at 2,000).
+MMR_MAX_DOCS = 2000
 
 
 @dataclass
@@ -70,6 +86,7 @@ class _Candidate:
     topics: list[str]
     size: int
     since: datetime
+    show_trending: bool = True
 
 
 def plan_day(services: Services, digest_date: date, *, now: datetime | None = None) -> DayPlan:
@@ -81,7 +98,7 @@ def plan_day(services: Services, digest_date: date, *, now: datetime | None = No
 
     with services.sessions() as session:
         subscribers = session.execute(
-            select(Subscriber.id, Subscriber.topics, Subscriber.digest_size)
+            select(Subscriber.id, Subscriber.topics, Subscriber.digest_size, Subscriber.show_trending)
             .where(Subscriber.status == SubscriberStatus.ACTIVE)
             .order_by(Subscriber.id)
         ).all()
@@ -98,7 +115,7 @@ def plan_day(services: Services, digest_date: date, *, now: datetime | None = No
         )
 
         to_rank: list[_Candidate] = []
-        for subscriber_id, topics, size in subscribers:
+        for subscriber_id, topics, size, show_trending in subscribers:
             status = todays.get(subscriber_id)
             if status in (DigestStatus.SENT, DigestStatus.SENDING):
                 plan.already_sent += 1
@@ -106,7 +123,8 @@ def plan_day(services: Services, digest_date: date, *, now: datetime | None = No
             if status is not None:
                 continue  # pending or failed: re-queued below with the papers already chosen
             since = previous_until.get(subscriber_id) or first_window_start
-            to_rank.append(_Candidate(subscriber_id, list(topics), size or settings.digest_size, since))
+            size = size or settings.digest_size
+            to_rank.append(_Candidate(subscriber_id, list(topics), size, since, bool(show_trending)))
 
         plan.to_send.extend(
             session.scalars(
@@ -120,7 +138,7 @@ def plan_day(services: Services, digest_date: date, *, now: datetime | None = No
             return plan
         plan.window_start = min(c.since for c in to_rank)
         plan.new_listings = _count_new(session, plan.window_start, now)
-        picks = _rank(session, to_rank, now) if plan.new_listings else {}
+        picks = _rank(services, session, to_rank, now) if plan.new_listings else {}
 
     chosen_for = {c.subscriber_id: picks[c.subscriber_id] for c in to_rank if picks.get(c.subscriber_id)}
     plan.nothing_new = len(to_rank) - len(chosen_for)
@@ -150,9 +168,12 @@ def plan_day(services: Services, digest_date: date, *, now: datetime | None = No
                     "rank": rank,
                     "score": score,
                     "reason": reason,
+                    "section": section,
                 }
                 for digest_id, subscriber_id in digest_rows
-                for rank, (listing_id, score, reason) in enumerate(chosen_for[subscriber_id], start=1)
+                for rank, (listing_id, score, reason, section) in enumerate(
+                    chosen_for[subscriber_id], start=1
+                )
             ],
         )
         plan.to_send.extend(digest_id for digest_id, _ in digest_rows)
@@ -185,30 +206,29 @@ def _why_nothing_new(services: Services, since: datetime, now: datetime) -> str:
     )
 
 
+Pick = tuple[int, float, str, str]  # listing id, score, reason, section
+
+
 def _rank(
-    session: Session, candidates: Sequence[_Candidate], now: datetime
-) -> dict[int, list[tuple[int, float, str]]]:
+    services: Services, session: Session, candidates: Sequence[_Candidate], now: datetime
+) -> dict[int, list[Pick]]:
+    """Score every candidate subscriber against the new listings, a block of subscribers per product."""
+    space = current_space(services)
     window_start = min(c.since for c in candidates)
     window = session.execute(
-        select(Listing.id, Listing.first_seen_at)
+        select(Listing.id, Listing.first_seen_at, Listing.title, Listing.abstract, Listing.upvotes)
         .where(Listing.first_seen_at > window_start, Listing.first_seen_at <= now)
         .order_by(Listing.id)
     ).all()
     if not window:
         return {}
-
-    corpus_rows = session.execute(
-        select(Listing.id, Listing.title, Listing.abstract)
-        .where(Listing.first_seen_at <= now)
-        .order_by(Listing.id)
-    ).all()
-    corpus = Corpus.fit([r.id for r in corpus_rows], (listing_text(r.title, r.abstract) for r in corpus_rows))
-    del corpus_rows
-
-    window_ids = np.fromiter((r.id for r in window), dtype=np.int64, count=len(window))
+    texts = {pos: listing_text(r.title, r.abstract) for pos, r in enumerate(window)}
+    docs = space.transform(texts[pos] for pos in range(len(window)))
+    similarity = (docs @ docs.T).toarray() if len(window) <= MMR_MAX_DOCS else None
+    window_ids = np.array([r.id for r in window], dtype=np.int64)
     window_seen = np.array([r.first_seen_at.timestamp() for r in window])
-    window_rows = corpus.rows_of(window_ids.tolist())
     position_of = {int(listing_id): pos for pos, listing_id in enumerate(window_ids)}
+    trending = [pos for pos, r in sorted(enumerate(window), key=lambda p: -(p[1].upvotes or 0)) if r.upvotes]
 
     already_sent: dict[int, list[int]] = defaultdict(list)
     for subscriber_id, listing_id in session.execute(
@@ -216,32 +236,73 @@ def _rank(
         .join(Listing, Listing.id == DigestItem.listing_id)
         .where(Listing.first_seen_at > window_start)
     ):
-        already_sent[subscriber_id].append(position_of.get(listing_id, -1))
+        if listing_id in position_of:
+            already_sent[subscriber_id].append(position_of[listing_id])
 
-    votes: dict[int, dict[int, Vote]] = defaultdict(dict)
-    for subscriber_id, listing_id, vote in session.execute(
-        select(Feedback.subscriber_id, Feedback.listing_id, Feedback.vote)
-        .join(Subscriber, Subscriber.id == Feedback.subscriber_id)
-        .where(Subscriber.status == SubscriberStatus.ACTIVE)
-    ):
-        votes[subscriber_id][listing_id] = Vote(vote)
+    votes = load_votes(session, space, [c.subscriber_id for c in candidates])
+    learned = learned_vectors(session, {sid: v.key for sid, v in votes.items()})
+    background = background_sample(session, space)
+    stale = [sid for sid, v in votes.items() if can_learn(v.votes) and sid not in learned]
+    for subscriber_id in stale:
+        # Normally the vote's own task has retrained already; this only catches up on missed ones.
+        vector = train_learned(votes[subscriber_id].votes, background, seed=subscriber_id)
+        if vector is not None:
+            learned[subscriber_id] = vector
+            with transaction(services.sessions) as write:
+                store_learned(write, subscriber_id, votes[subscriber_id].key, vector)
 
-    picks: dict[int, list[tuple[int, float, str]]] = {}
+    keyword_cache: dict[tuple[str, ...], sp.csr_matrix] = {}
+
+    def keywords(topics: Sequence[str]) -> sp.csr_matrix:
+        key = tuple(sorted(t.casefold() for t in topics))
+        if key not in keyword_cache:
+            keyword_cache[key] = pseudo_feedback(space, space.keyword_vector(topics), background)
+        return keyword_cache[key]
+
+    explainer = Explainer(space, texts)
+    no_votes = Votes.none()
+    picks: dict[int, list[Pick]] = {}
     for start in range(0, len(candidates), SCORING_BLOCK):
         block = candidates[start : start + SCORING_BLOCK]
-        profiles = [corpus.profile(c.topics, votes.get(c.subscriber_id, {})) for c in block]
-        scores = corpus.scores(window_rows, profiles)
-        for column, (candidate, profile) in enumerate(zip(block, profiles, strict=True)):
-            if profile.is_empty:
+        vectors = []
+        for c in block:
+            mine = votes.get(c.subscriber_id)
+            vectors.append(
+                profile(keywords(c.topics), mine.votes if mine else no_votes, learned.get(c.subscriber_id))
+            )
+        block_scores = scores(docs, sp.vstack(vectors, format="csr"))
+        for column, (candidate, vector) in enumerate(zip(block, vectors, strict=True)):
+            if vector.nnz == 0:
                 continue
             allowed = window_seen > candidate.since.timestamp()
-            sent_positions = [p for p in already_sent.get(candidate.subscriber_id, []) if p >= 0]
-            allowed[sent_positions] = False
-            best = top_k(scores[:, column], allowed, candidate.size)
-            picks[candidate.subscriber_id] = [
-                (int(window_ids[pos]), score, corpus.reason(int(window_rows[pos]), profile))
+            allowed[already_sent.get(candidate.subscriber_id, [])] = False
+            best = choose(block_scores[:, column], allowed, similarity, candidate.size, threshold=MIN_SCORE)
+            if not best:
+                continue
+            mine = votes.get(candidate.subscriber_id)
+            liked = mine.liked_titles if mine else []
+            chosen: list[Pick] = [
+                (
+                    int(window_ids[pos]),
+                    score,
+                    explainer.reason(pos, docs[pos], candidate.topics, vector, liked),
+                    "picks",
+                )
                 for pos, score in best
             ]
+            if candidate.show_trending:
+                taken = {pos for pos, _ in best}
+                for pos in [p for p in trending if p not in taken and allowed[p]][:TRENDING_SIZE]:
+                    upvotes = window[pos].upvotes
+                    chosen.append(
+                        (
+                            int(window_ids[pos]),
+                            float(block_scores[pos, column]),
+                            f"{upvotes} upvotes today",
+                            "trending",
+                        )
+                    )
+            picks[candidate.subscriber_id] = chosen
     return picks
 
 
@@ -278,13 +339,11 @@ def _finish(
 def digest_context(services: Services, row: Digest) -> dict[str, object]:
     links = services.links
     subscriber = row.subscriber
-    return {
-        "subscriber_email": subscriber.email,
-        "topics": list(subscriber.topics),
-        "digest_date": row.digest_date,
-        "items": [
+
+    def entries(section: str) -> list[dict[str, object]]:
+        return [
             {
-                "rank": item.rank,
+                "rank": rank,
                 "title": item.listing.title,
                 "url": item.listing.url,
                 "abstract": trim_abstract(item.listing.abstract),
@@ -293,8 +352,15 @@ def digest_context(services: Services, row: Digest) -> dict[str, object]:
                 "more_url": links.feedback_url(subscriber.public_id, item.listing_id, Vote.MORE),
                 "less_url": links.feedback_url(subscriber.public_id, item.listing_id, Vote.LESS),
             }
-            for item in row.items
-        ],
+            for rank, item in enumerate((i for i in row.items if i.section == section), start=1)
+        ]
+
+    return {
+        "subscriber_email": subscriber.email,
+        "topics": list(subscriber.topics),
+        "digest_date": row.digest_date,
+        "items": entries("picks"),
+        "trending": entries("trending"),
         "unsubscribe_url": links.unsubscribe_url(subscriber.public_id),
         "preferences_url": links.preferences_url(subscriber.public_id),
     }

@@ -24,6 +24,11 @@ class VoteResult:
     listing: Listing
     previous: Vote | None
     current: Vote | None
+    subscriber_id: int = 0
+
+    @property
+    def changed(self) -> bool:
+        return self.previous != self.current
 
 
 def _targets(session: Session, public_id: str, listing_id: int) -> tuple[Subscriber, Listing]:
@@ -66,14 +71,14 @@ def record_vote(session: Session, public_id: str, listing_id: int, vote: Vote) -
     """
     subscriber, listing = _targets(session, public_id, listing_id)
     previous = _set_vote(session, subscriber, listing, vote)
-    return VoteResult(listing=listing, previous=previous, current=vote)
+    return VoteResult(listing=listing, previous=previous, current=vote, subscriber_id=subscriber.id)
 
 
 def restore_vote(session: Session, public_id: str, listing_id: int, restore: Vote | None) -> VoteResult:
     """Undo a click: put back the vote that was there before it, or none at all."""
     subscriber, listing = _targets(session, public_id, listing_id)
     previous = _set_vote(session, subscriber, listing, restore)
-    return VoteResult(listing=listing, previous=previous, current=restore)
+    return VoteResult(listing=listing, previous=previous, current=restore, subscriber_id=subscriber.id)
 
 
 def votes_for(session: Session, subscriber_id: int) -> dict[int, Vote]:

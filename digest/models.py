@@ -17,6 +17,7 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     Integer,
+    LargeBinary,
     MetaData,
     SmallInteger,
     String,
@@ -114,6 +115,8 @@ class Subscriber(Base):
         default=SubscriberStatus.PENDING,
     )
     digest_size: Mapped[int | None] = mapped_column(SmallInteger)
+    # The day's most upvoted papers below the personal picks; each subscriber can switch it off.
+    show_trending: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -183,6 +186,8 @@ class DigestItem(Base):
     rank: Mapped[int] = mapped_column(SmallInteger)
     score: Mapped[float] = mapped_column(Float)
     reason: Mapped[str] = mapped_column(String(500))
+    # "picks" (ranked for this subscriber) or "trending" (the day's most upvoted, shown below them).
+    section: Mapped[str] = mapped_column(String(20), default="picks")
 
     digest: Mapped[Digest] = relationship(back_populates="items")
     listing: Mapped[Listing] = relationship()
@@ -239,3 +244,21 @@ class WatchedFile(Base):
     size: Mapped[int] = mapped_column(BigInteger)
     mtime_ns: Mapped[int] = mapped_column(BigInteger)
     ingested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SubscriberModel(Base):
+    """A subscriber's learned weights, retrained when their votes change rather than every day.
+
+    The feature space is hashed, so the stored column indices stay valid when the IDF weights are refit.
+    """
+
+    __tablename__ = "subscriber_model"
+
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscriber.id", ondelete="CASCADE"), primary_key=True
+    )
+    # Fingerprint of the votes it was trained on; a different one means it is out of date.
+    votes_key: Mapped[str] = mapped_column(String(64))
+    columns: Mapped[bytes] = mapped_column(LargeBinary)
+    weights: Mapped[bytes] = mapped_column(LargeBinary)
+    trained_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

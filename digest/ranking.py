@@ -1,187 +1,444 @@
-"""Relevance: one TF-IDF space per run, one profile vector per subscriber, cosine scores.
+"""Relevance: one hashed TF-IDF feature space, one weight vector per subscriber, one sparse product a day.
 
-The vectorizer is fitted once per run over every stored listing (cost per run), while the work per
-subscriber is a sparse profile and one column of a sparse matrix product (cost per subscriber), so
-subscribers are scored in blocks against the candidate rows at once.
+Why hashing: the columns of a hashed space never move, so when the IDF weights are refit as the corpus
+grows (`FeatureSpace.fit`, saved atomically and versioned), every profile and every learned weight
+vector still points at the right features; profiles are rebuilt from what they are made of (keywords and
+votes), never from a stale vocabulary.
 
-A profile is Rocchio's: the subscriber's keywords, plus the centroid of papers they asked for more of,
-minus a smaller share of the centroid of papers they asked for less of.
+A profile starts as the subscriber's keywords (phrases kept, acronyms expanded both ways, plurals folded),
+sharpened by pseudo-relevance feedback from the corpus. Votes move it Rocchio-style; once a subscriber
+has voted enough, a logistic regression trained on their votes (with a sample of other papers as weak
+negatives) is blended with the keyword prior. Either way the profile is one sparse row, so scoring every
+subscriber against the day's listings is a single sparse matrix product.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import json
+import os
+import re
+import time
+import unicodedata
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
+from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, HashingVectorizer
+from sklearn.linear_model import LogisticRegression
 
-from digest.models import Vote
-
+N_FEATURES = 2**20
 KEYWORD_WEIGHT = 1.0
 LIKED_WEIGHT = 0.75
 DISLIKED_WEIGHT = 0.25
+PSEUDO_FEEDBACK_DOCS = 5
+PSEUDO_FEEDBACK_WEIGHT = 0.3
+# Votes needed before a learned model joins the keyword prior, and how fast it takes over.
+MIN_VOTES_TO_LEARN = 4
+MIN_LIKES_TO_LEARN = 2
+LEARNED_HALF_WEIGHT_VOTES = 8
+LEARNED_FEATURES_KEPT = 4000
+WEAK_NEGATIVES = 200
+WEAK_NEGATIVE_WEIGHT = 0.2
 REASON_TERMS = 3
 # A topic is named as typed when the paper carries at least this share of its (idf-weighted) terms.
 TOPIC_MATCH_SHARE = 0.5
+
+_TOKEN = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+_ACRONYM = re.compile(r"((?:[A-Za-z][\w'-]*[\s]+){1,8}?)\(\s*([A-Z][A-Za-z0-9-]{1,11}?)s?\s*\)")
+_STOP = frozenset(ENGLISH_STOP_WORDS)
+
+
+def _fold(word: str) -> str:
+    """Plural to singular, crudely but the same way for papers and keywords, so they meet."""
+    if len(word) <= 3 or word[-1] != "s" or word.endswith(("ss", "us", "is")):
+        return word
+    if word.endswith("ies") and len(word) > 4:
+        return word[:-3] + "y"
+    if word.endswith(("ches", "shes", "xes", "sses")):
+        return word[:-2]
+    return word[:-1]
+
+
+def words(text: str) -> list[str]:
+    """Lower-case words with stop words dropped; a hyphenated word gives its parts and the joined form."""
+    text = unicodedata.normalize("NFKD", text.lower()).encode("ascii", "ignore").decode("ascii")
+    out: list[str] = []
+    for token in _TOKEN.findall(text):
+        parts = [p for p in token.split("-") if p]
+        for part in parts:
+            if len(part) > 1 and part not in _STOP:
+                out.append(_fold(part))
+        if len(parts) > 1:
+            out.append(_fold("".join(parts)))
+    return out
+
+
+def terms(text: str) -> list[str]:
+    """Unigrams and bigrams of `words`: "graph neural network" yields "graph neural" and "neural network"."""
+    unigrams = words(text)
+    return unigrams + [f"{a} {b}" for a, b in pairwise(unigrams)]
+
+
+def _hasher() -> HashingVectorizer:
+    return HashingVectorizer(
+        analyzer=terms, n_features=N_FEATURES, alternate_sign=False, norm=None, dtype=np.float32
+    )
+
+
+def term_index(term: str) -> int:
+    """The column a term hashes to (the same function the vectorizer uses)."""
+    row = _hasher().transform([term])
+    return int(row.indices[0]) if row.nnz else -1
+
+
+_LINKING_WORDS = frozenset({"of", "the", "and", "for", "in", "on", "to", "a", "an", "with", "via", "by"})
+
+
+def _spells(short: str, long_words: list[str]) -> bool:
+    """Whether the initials of `long_words` spell `short`: capitals only ("LoRA" → L R A) or every letter
+    ("MoE" → m o e), with or without the linking words ("Mixture-of-Experts" → m o e, or m e)."""
+    parts = [p for word in long_words for p in word.split("-") if p]
+    all_initials = [p[0].lower() for p in parts]
+    content_initials = [p[0].lower() for p in parts if p.lower() not in _LINKING_WORDS]
+    capitals = [c.lower() for c in short if c.isupper() or c.isdigit()]
+    letters = [c.lower() for c in short if c.isalnum()]
+    return any(
+        spelled == wanted for spelled in (all_initials, content_initials) for wanted in (capitals, letters)
+    )
+
+
+def learn_acronyms(texts: Iterable[str]) -> dict[str, str]:
+    """'Low-Rank Adaptation (LoRA)' teaches lora → low-rank adaptation; the most frequent expansion wins."""
+    seen: dict[str, Counter[str]] = defaultdict(Counter)
+    for text in texts:
+        for long_form, short in _ACRONYM.findall(text):
+            if sum(c.isupper() for c in short) < 2:
+                continue
+            long_words = re.split(r"\s+", long_form.strip())
+            for start in range(len(long_words) - 1, -1, -1):
+                if _spells(short, long_words[start:]):
+                    seen[short.lower()][" ".join(long_words[start:]).lower()] += 1
+                    break
+    return {short: expansions.most_common(1)[0][0] for short, expansions in seen.items()}
+
+
+@dataclass
+class FeatureSpace:
+    """IDF weights over the hashed columns, fitted on the corpus, plus the acronyms it taught us."""
+
+    idf: np.ndarray
+    acronyms: dict[str, str]
+    n_docs: int
+    version: str
+    _topic_cache: dict[str, sp.csr_matrix] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def fit(cls, texts: Iterable[str], *, chunk: int = 2000) -> FeatureSpace:
+        """Stream the corpus once: document frequencies by chunk, acronyms from the same text."""
+        hasher = _hasher()
+        df = np.zeros(N_FEATURES, dtype=np.int64)
+        acronym_texts: list[str] = []
+        acronyms: dict[str, Counter[str]] = defaultdict(Counter)
+        n_docs = 0
+        for batch in _chunks(texts, chunk):
+            counts = hasher.transform(batch)
+            df += np.bincount(counts.indices, minlength=N_FEATURES)
+            n_docs += len(batch)
+            acronym_texts.extend(batch)
+            if len(acronym_texts) >= 20_000:
+                for short, long_form in learn_acronyms(acronym_texts).items():
+                    acronyms[short][long_form] += 1
+                acronym_texts = []
+        for short, long_form in learn_acronyms(acronym_texts).items():
+            acronyms[short][long_form] += 1
+        idf = (np.log((1 + n_docs) / (1 + df)) + 1).astype(np.float32)
+        learned = {short: forms.most_common(1)[0][0] for short, forms in acronyms.items()}
+        return cls(idf=idf, acronyms=learned, n_docs=n_docs, version=f"{int(time.time())}-{n_docs}")
+
+    def transform(self, texts: Iterable[str]) -> sp.csr_matrix:
+        """Sublinear TF × IDF, each row L2-normalised, so a row product is a cosine."""
+        counts = sp.csr_matrix(_hasher().transform(texts), dtype=np.float32)
+        counts.data = 1.0 + np.log(counts.data)
+        counts = counts.multiply(self.idf).tocsr()
+        return _unit_rows(counts)
+
+    # Keywords -------------------------------------------------------------------------------------
+    def expand(self, topic: str) -> str:
+        """The topic as typed plus what an acronym in it stands for, or the acronym its words spell."""
+        lowered = topic.lower().strip()
+        extra = [self.acronyms[w] for w in re.findall(r"[a-z0-9-]+", lowered) if w in self.acronyms]
+        extra += [short for short, long_form in self.acronyms.items() if long_form == lowered]
+        return " ; ".join([topic, *extra])
+
+    def topic_vector(self, topic: str) -> sp.csr_matrix:
+        key = topic.casefold().strip()
+        cached = self._topic_cache.get(key)
+        if cached is None:
+            cached = self.transform([self.expand(topic)])
+            self._topic_cache[key] = cached
+        return cached
+
+    def keyword_vector(self, topics: Sequence[str]) -> sp.csr_matrix:
+        vector = sp.csr_matrix((1, N_FEATURES), dtype=np.float32)
+        for topic in topics:
+            vector = vector + self.topic_vector(topic)
+        return _unit_rows(sp.csr_matrix(vector))
+
+    # Persistence ----------------------------------------------------------------------------------
+    def save(self, directory: Path) -> Path:
+        """Write the space under its version, then point `current` at it: readers never see half a model."""
+        directory.mkdir(parents=True, exist_ok=True)
+        target = directory / f"space-{self.version}.npz"
+        temporary = directory / f".space-{self.version}.{os.getpid()}.tmp.npz"
+        np.savez_compressed(
+            temporary,
+            idf=self.idf,
+            meta=np.array(
+                json.dumps({"acronyms": self.acronyms, "n_docs": self.n_docs, "version": self.version})
+            ),
+        )
+        os.replace(temporary, target)
+        pointer = directory / f".current.{os.getpid()}.tmp"
+        pointer.write_text(target.name, encoding="utf-8")
+        os.replace(pointer, directory / "current")
+        return target
+
+    @classmethod
+    def load(cls, directory: Path) -> FeatureSpace | None:
+        pointer = directory / "current"
+        if not pointer.exists():
+            return None
+        with np.load(directory / pointer.read_text(encoding="utf-8").strip()) as stored:
+            meta = json.loads(str(stored["meta"]))
+            return cls(
+                idf=stored["idf"], acronyms=meta["acronyms"], n_docs=meta["n_docs"], version=meta["version"]
+            )
+
+
+def _chunks(texts: Iterable[str], size: int) -> Iterator[list[str]]:
+    batch: list[str] = []
+    for text in texts:
+        batch.append(text)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _unit_rows(matrix: sp.csr_matrix) -> sp.csr_matrix:
+    matrix = sp.csr_matrix(matrix, dtype=np.float32)
+    norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel())
+    norms[norms == 0] = 1.0
+    return sp.csr_matrix(sp.diags(1.0 / norms).astype(np.float32) @ matrix)
 
 
 def listing_text(title: str, abstract: str) -> str:
     return f"{title}. {abstract}"
 
 
-@dataclass
-class Profile:
-    """A subscriber's interests as one L2-normalised row in the corpus feature space."""
-
-    vector: sp.csr_matrix
-    keyword_vector: sp.csr_matrix
-    topics: Sequence[str] = ()
-
-    @property
-    def is_empty(self) -> bool:
-        return bool(self.vector.nnz == 0)
+# Profiles -----------------------------------------------------------------------------------------
 
 
 @dataclass
-class Corpus:
-    """The listings of one run, vectorised; row i belongs to listing_ids[i]."""
+class Votes:
+    """A subscriber's votes as document rows in the feature space."""
 
-    vectorizer: TfidfVectorizer
-    listing_ids: np.ndarray
-    matrix: sp.csr_matrix
-    feature_names: np.ndarray
-    _row_of: dict[int, int] = field(default_factory=dict)
-    _topic_cache: dict[str, sp.csr_matrix] = field(default_factory=dict)
+    liked: sp.csr_matrix
+    disliked: sp.csr_matrix
 
     @classmethod
-    def fit(cls, listing_ids: Sequence[int], texts: Iterable[str]) -> Corpus:
-        ids = np.asarray(listing_ids, dtype=np.int64)
-        vectorizer = TfidfVectorizer(
-            ngram_range=(1, 2),
-            sublinear_tf=True,
-            stop_words="english",
-            strip_accents="unicode",
-            max_df=0.9 if len(ids) >= 50 else 1.0,
-            dtype=np.float32,
-        )
-        matrix = sp.csr_matrix(vectorizer.fit_transform(texts), dtype=np.float32)
-        corpus = cls(vectorizer, ids, matrix, vectorizer.get_feature_names_out())
-        corpus._row_of = {int(listing_id): row for row, listing_id in enumerate(ids)}
-        return corpus
+    def none(cls) -> Votes:
+        empty = sp.csr_matrix((0, N_FEATURES), dtype=np.float32)
+        return cls(empty, empty)
 
-    def row_of(self, listing_id: int) -> int | None:
-        return self._row_of.get(listing_id)
+    @property
+    def count(self) -> int:
+        return int(self.liked.shape[0] + self.disliked.shape[0])
 
-    def rows_of(self, listing_ids: Iterable[int]) -> np.ndarray:
-        rows = [self._row_of[i] for i in listing_ids if i in self._row_of]
-        return np.asarray(rows, dtype=np.int64)
 
-    def _topic_vector(self, topic: str) -> sp.csr_matrix:
-        """Subscribers share topics, so each distinct topic is vectorised once per run."""
-        key = topic.casefold()
-        cached = self._topic_cache.get(key)
-        if cached is None:
-            cached = _unit(sp.csr_matrix(self.vectorizer.transform([topic])))
-            self._topic_cache[key] = cached
-        return cached
+def pseudo_feedback(space: FeatureSpace, keyword: sp.csr_matrix, corpus: sp.csr_matrix) -> sp.csr_matrix:
+    """Cold start: lean the keywords toward the corpus papers they match best (the top few, weighted)."""
+    if keyword.nnz == 0 or corpus.shape[0] == 0:
+        return keyword
+    scores = np.asarray((corpus @ keyword.T).todense()).ravel()
+    top = np.argsort(-scores)[:PSEUDO_FEEDBACK_DOCS]
+    top = top[scores[top] > 0]
+    if len(top) == 0:
+        return keyword
+    centroid = sp.csr_matrix(corpus[top].mean(axis=0))
+    return _unit_rows(keyword + PSEUDO_FEEDBACK_WEIGHT * centroid)
 
-    def profile(self, topics: Sequence[str], votes: Mapping[int, Vote]) -> Profile:
-        width = self.matrix.shape[1]
-        keyword_vector = sp.csr_matrix((1, width), dtype=np.float32)
+
+def rocchio(keyword: sp.csr_matrix, votes: Votes) -> sp.csr_matrix:
+    vector = KEYWORD_WEIGHT * keyword
+    if votes.liked.shape[0]:
+        vector = vector + LIKED_WEIGHT * sp.csr_matrix(votes.liked.mean(axis=0))
+    if votes.disliked.shape[0]:
+        vector = vector - DISLIKED_WEIGHT * sp.csr_matrix(votes.disliked.mean(axis=0))
+    return _unit_rows(sp.csr_matrix(vector))
+
+
+def can_learn(votes: Votes) -> bool:
+    return votes.count >= MIN_VOTES_TO_LEARN and votes.liked.shape[0] >= MIN_LIKES_TO_LEARN
+
+
+def train_learned(votes: Votes, background: sp.csr_matrix, seed: int = 0) -> sp.csr_matrix | None:
+    """A per-subscriber linear classifier: liked vs disliked, with other papers as weak negatives.
+
+    Its cost depends on the subscriber's votes and the fixed background sample, not on the corpus size.
+    Only the strongest weights are kept, so the learned row stays sparse and cheap to score.
+    """
+    if not can_learn(votes):
+        return None
+    rng = np.random.default_rng(seed)
+    sample = background[
+        rng.choice(background.shape[0], min(WEAK_NEGATIVES, background.shape[0]), replace=False)
+    ]
+    features = sp.vstack([votes.liked, votes.disliked, sample], format="csr")
+    labels = np.r_[np.ones(votes.liked.shape[0]), np.zeros(votes.disliked.shape[0] + sample.shape[0])]
+    weights = np.r_[np.ones(votes.count), np.full(sample.shape[0], WEAK_NEGATIVE_WEIGHT)]
+    model = LogisticRegression(C=4.0, class_weight="balanced", solver="liblinear", max_iter=200)
+    model.fit(features, labels, sample_weight=weights)
+    coef = model.coef_.ravel().astype(np.float32)
+    keep = np.argsort(-np.abs(coef))[:LEARNED_FEATURES_KEPT]
+    keep = keep[coef[keep] != 0]
+    learned = sp.csr_matrix((coef[keep], (np.zeros(len(keep), dtype=np.int64), keep)), shape=(1, N_FEATURES))
+    return _unit_rows(learned)
+
+
+def learned_share(votes: Votes) -> float:
+    """How much of the profile the learned model gets: more votes, more trust, never all of it."""
+    return min(0.8, votes.count / (votes.count + LEARNED_HALF_WEIGHT_VOTES))
+
+
+def profile(keyword: sp.csr_matrix, votes: Votes, learned: sp.csr_matrix | None) -> sp.csr_matrix:
+    moved = rocchio(keyword, votes)
+    if learned is None or learned.nnz == 0:
+        return moved
+    share = learned_share(votes)
+    return _unit_rows((1 - share) * moved + share * learned)
+
+
+# Scoring and choosing ----------------------------------------------------------------------------
+
+
+def scores(docs: sp.csr_matrix, profiles: sp.csr_matrix) -> np.ndarray:
+    """(documents × subscribers) cosine-like scores in one sparse product."""
+    if docs.shape[0] == 0 or profiles.shape[0] == 0:
+        return np.zeros((docs.shape[0], profiles.shape[0]), dtype=np.float32)
+    return np.asarray((docs @ profiles.T).toarray(), dtype=np.float32)
+
+
+def choose(
+    column: np.ndarray,
+    allowed: np.ndarray,
+    similarity: np.ndarray | None,
+    k: int,
+    *,
+    threshold: float,
+    diversity: float = 0.3,
+    pool: int = 30,
+) -> list[tuple[int, float]]:
+    """The k best allowed rows above `threshold`, by maximal marginal relevance.
+
+    `similarity` is the documents' own cosine matrix (computed once per run); an item that nearly repeats
+    one already chosen loses `diversity` times that similarity, so one email does not carry three
+    versions of the same paper.
+    """
+    masked = np.where(allowed & (column >= threshold), column, -np.inf)
+    eligible = int(np.count_nonzero(np.isfinite(masked)))
+    if eligible == 0 or k <= 0:
+        return []
+    take = min(pool, eligible)
+    candidates = np.argpartition(-masked, take - 1)[:take]
+    candidates = candidates[np.argsort(-masked[candidates], kind="stable")]
+    if similarity is None or diversity <= 0:
+        return [(int(i), float(masked[i])) for i in candidates[:k]]
+    chosen: list[int] = []
+    remaining = list(candidates)
+    while remaining and len(chosen) < k:
+        redundancy = similarity[np.ix_(remaining, chosen)].max(axis=1) if chosen else np.zeros(len(remaining))
+        gains = masked[remaining] - diversity * redundancy
+        best = int(np.argmax(gains))
+        chosen.append(remaining.pop(best))
+    return [(i, float(masked[i])) for i in chosen]
+
+
+# Reasons -----------------------------------------------------------------------------------------
+
+
+class Explainer:
+    """Names what pulled a paper in. Hashing forgets words, so the day's papers are re-read once per run
+    to map their columns back to terms; each reason is then a few dictionary lookups."""
+
+    def __init__(self, space: FeatureSpace, texts: Mapping[int, str]) -> None:
+        self.space = space
+        self._texts = texts
+        self._terms: dict[int, dict[int, str]] = {}
+
+    def _columns(self, row: int) -> dict[int, str]:
+        known = self._terms.get(row)
+        if known is None:
+            hasher = _hasher()
+            known = {}
+            for term in set(terms(self._texts[row])):
+                column = hasher.transform([term]).indices
+                if len(column):
+                    known[int(column[0])] = term
+            self._terms[row] = known
+        return known
+
+    def reason(
+        self,
+        row: int,
+        doc: sp.csr_matrix,
+        topics: Sequence[str],
+        vector: sp.csr_matrix,
+        liked_titles: Sequence[tuple[str, sp.csr_matrix]] = (),
+    ) -> str:
+        present = dict(zip(doc.indices.tolist(), doc.data.tolist(), strict=True))
+        matched: list[tuple[float, str]] = []
         for topic in topics:
-            keyword_vector = keyword_vector + self._topic_vector(topic)
-        keyword_vector = _unit(keyword_vector)
-
-        vector = KEYWORD_WEIGHT * keyword_vector
-        liked = self.rows_of(i for i, v in votes.items() if v == Vote.MORE)
-        disliked = self.rows_of(i for i, v in votes.items() if v == Vote.LESS)
-        if len(liked):
-            vector = vector + LIKED_WEIGHT * sp.csr_matrix(self.matrix[liked].mean(axis=0))
-        if len(disliked):
-            vector = vector - DISLIKED_WEIGHT * sp.csr_matrix(self.matrix[disliked].mean(axis=0))
-        vector = _unit(sp.csr_matrix(vector, dtype=np.float32))
-        vector.eliminate_zeros()
-        return Profile(vector=vector, keyword_vector=sp.csr_matrix(keyword_vector), topics=tuple(topics))
-
-    def scores(self, rows: np.ndarray, profiles: Sequence[Profile]) -> np.ndarray:
-        """Cosine scores, shape (len(rows), len(profiles)): one sparse product for a block of subscribers."""
-        if len(rows) == 0 or not profiles:
-            return np.zeros((len(rows), len(profiles)), dtype=np.float32)
-        stacked = sp.vstack([p.vector for p in profiles], format="csr")
-        product = self.matrix[rows] @ stacked.T
-        return np.asarray(product.toarray(), dtype=np.float32)
-
-    def reason(self, row: int, profile: Profile) -> str:
-        """Name what pulled this paper in: the topics as the subscriber typed them, then terms from votes."""
-        doc = self.matrix
-        start, end = doc.indptr[row], doc.indptr[row + 1]
-        weights_in_doc = dict(zip(doc.indices[start:end].tolist(), doc.data[start:end].tolist(), strict=True))
-
-        matched_topics: list[tuple[float, str]] = []
-        loose_terms: list[tuple[float, str]] = []
-        for topic in profile.topics:
-            vector = self._topic_vector(topic)
-            topic_weights = dict(zip(vector.indices.tolist(), vector.data.tolist(), strict=True))
-            hit = {f: w for f, w in topic_weights.items() if f in weights_in_doc}
-            if not hit:
-                continue
-            if sum(hit.values()) >= TOPIC_MATCH_SHARE * sum(topic_weights.values()):
-                matched_topics.append((sum(weights_in_doc[f] * w for f, w in hit.items()), topic))
-            else:
-                loose_terms.extend(
-                    (weights_in_doc[f] * w, str(self.feature_names[f])) for f, w in hit.items()
-                )
-        keyword_terms = [t for _, t in sorted(matched_topics, reverse=True)]
-        for _, term in sorted(loose_terms, reverse=True):
-            if not _overlaps(term, keyword_terms):
-                keyword_terms.append(term)
-        keyword_terms = keyword_terms[:REASON_TERMS]
-
-        keyword_features = set(profile.keyword_vector.indices.tolist())
-        learned = [
-            (weights_in_doc[f] * w, str(self.feature_names[f]))
-            for f, w in zip(profile.vector.indices.tolist(), profile.vector.data.tolist(), strict=True)
-            if w > 0 and f in weights_in_doc and f not in keyword_features
-        ]
-        # On equal weight the phrase says more than its words, so it goes first.
-        learned.sort(key=lambda pair: (-round(pair[0], 6), -pair[1].count(" ")))
-        learned_terms: list[str] = []
-        for _, term in learned:
-            if not _overlaps(term, keyword_terms + learned_terms):
-                learned_terms.append(term)
-            if len(learned_terms) >= REASON_TERMS:
-                break
-
+            topic_row = self.space.topic_vector(topic)
+            weights = dict(zip(topic_row.indices.tolist(), topic_row.data.tolist(), strict=True))
+            hit = {f: w for f, w in weights.items() if f in present}
+            if hit and sum(hit.values()) >= TOPIC_MATCH_SHARE * sum(weights.values()):
+                matched.append((sum(present[f] * w for f, w in hit.items()), topic))
         parts = []
-        if keyword_terms:
-            parts.append("matches your topics: " + ", ".join(keyword_terms))
-        if learned_terms:
-            parts.append("like papers you asked for more of: " + ", ".join(learned_terms))
+        if matched:
+            parts.append(
+                "matches your topics: "
+                + ", ".join(t for _, t in sorted(matched, reverse=True)[:REASON_TERMS])
+            )
+        if liked_titles:
+            closest = max(liked_titles, key=lambda pair: float((doc @ pair[1].T).toarray()[0, 0]))
+            similarity = float((doc @ closest[1].T).toarray()[0, 0])
+            if similarity > 0.1:
+                parts.append(f"like “{closest[0]}”, which you asked for more of")
+        if not parts:
+            names = self._columns(row)
+            contributions = sorted(
+                (
+                    (present[f] * w, names[f])
+                    for f, w in zip(vector.indices, vector.data, strict=True)
+                    if f in present and f in names and w > 0
+                ),
+                key=lambda pair: (-round(pair[0], 6), -pair[1].count(" ")),
+            )
+            chosen: list[str] = []
+            for _, term in contributions:
+                if not any(
+                    set(term.split()) <= set(c.split()) or set(c.split()) <= set(term.split()) for c in chosen
+                ):
+                    chosen.append(term)
+                if len(chosen) >= REASON_TERMS:
+                    break
+            if chosen:
+                parts.append("matches: " + ", ".join(chosen))
         text = "; ".join(parts) or "related to your interests"
         return text[0].upper() + text[1:]
-
-
-def _unit(row: sp.csr_matrix) -> sp.csr_matrix:
-    """L2-normalise one sparse row (sklearn's normalize costs more in argument checks than in maths here)."""
-    norm = float(np.sqrt(row.data @ row.data)) if row.nnz else 0.0
-    return row * (1.0 / norm) if norm > 0 else row
-
-
-def _overlaps(term: str, chosen: Sequence[str]) -> bool:
-    """'fine tuning' and 'tuning' say the same thing; keep the first (stronger) one."""
-    words = set(term.split())
-    return any(words <= set(other.split()) or set(other.split()) <= words for other in chosen)
-
-
-def top_k(scores: np.ndarray, allowed: np.ndarray, k: int) -> list[tuple[int, float]]:
-    """Positions of the k best allowed scores above zero, best first."""
-    masked = np.where(allowed, scores, -np.inf)
-    positive = int(np.count_nonzero(masked > 0))
-    k = min(k, positive)
-    if k == 0:
-        return []
-    part = np.argpartition(-masked, k - 1)[:k]
-    best = part[np.argsort(-masked[part], kind="stable")]
-    return [(int(i), float(masked[i])) for i in best]

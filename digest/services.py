@@ -32,6 +32,10 @@ class Dispatcher(Protocol):
 
     def send_confirmation(self, subscriber_id: int) -> None: ...
 
+    def retrain(self, subscriber_id: int) -> None:
+        """A subscriber's votes changed: bring their learned model up to date before the next run."""
+        ...
+
 
 @dataclass
 class Services:

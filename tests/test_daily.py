@@ -49,6 +49,9 @@ class InlineDispatcher:
     def send_confirmation(self, subscriber_id: int) -> None:
         raise AssertionError("no confirmation expected here")
 
+    def retrain(self, subscriber_id: int) -> None:
+        raise AssertionError("no votes expected here")
+
 
 def ingest(services: Services, tmp_path: Path, papers: list[tuple[str, str]], at: datetime) -> None:
     path = tmp_path / f"papers-{at.timestamp():.0f}-{len(papers)}.jsonl"

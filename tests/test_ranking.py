@@ -1,73 +1,125 @@
+"""The profile maths and the feature space, on small invented corpora."""
+
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import scipy.sparse as sp
 
-from digest.models import Vote
-from digest.ranking import Corpus, top_k
+from digest.ranking import (
+    Explainer,
+    FeatureSpace,
+    Votes,
+    choose,
+    learn_acronyms,
+    profile,
+    scores,
+    term_index,
+    terms,
+    train_learned,
+    words,
+)
 
-PAPERS = {
-    1: "Low-rank adapters for parameter-efficient fine-tuning of language models. LoRA freezes weights.",
-    2: "Quantized low-rank adaptation: fine-tuning big language models on one GPU with LoRA.",
-    3: "Denoising diffusion models for image generation with classifier-free guidance.",
-    4: "Latent diffusion for high-resolution image synthesis and image generation.",
-    5: "Graph neural networks for molecule property prediction with message passing.",
-    6: "Message passing graph networks on point clouds for 3D shape classification.",
-    7: "Reinforcement learning from human feedback aligns chat assistants.",
-}
+PAPERS = [
+    "Low-Rank Adaptation (LoRA) for parameter-efficient fine-tuning of language models.",
+    "Quantized low-rank adapters: fine-tuning big language models on one GPU with LoRA.",
+    "Denoising diffusion models for image generation with classifier-free guidance.",
+    "Latent diffusion for high-resolution image synthesis and image generation.",
+    "Graph neural networks for molecule property prediction with message passing.",
+    "Message passing graph networks on point clouds for 3D shape classification.",
+    "Reinforcement learning from human feedback aligns chat assistants.",
+    "Sparse Mixture-of-Experts (MoE) layers route tokens to a few experts.",
+    "Scaling a mixture of experts language model with expert parallelism.",
+    "Neural architecture search (NAS) finds convolutional cells automatically.",
+]
 
 
-def corpus() -> Corpus:
-    return Corpus.fit(list(PAPERS), PAPERS.values())
+def space_and_docs() -> tuple[FeatureSpace, sp.csr_matrix]:
+    space = FeatureSpace.fit(PAPERS)
+    return space, space.transform(PAPERS)
 
 
-def test_keywords_alone_rank_the_matching_papers_first() -> None:
-    c = corpus()
-    profile = c.profile(["LoRA", "parameter-efficient fine-tuning"], {})
-    scores = c.scores(np.arange(len(PAPERS)), [profile])[:, 0]
-    ranked = [int(c.listing_ids[i]) for i, _ in top_k(scores, np.ones(len(PAPERS), bool), 3)]
-    assert ranked[:2] in ([1, 2], [2, 1])
-    assert 7 not in ranked
+def ranked(space: FeatureSpace, docs: sp.csr_matrix, vector: sp.csr_matrix, k: int = 3) -> list[int]:
+    column = scores(docs, vector)[:, 0]
+    return [i for i, _ in choose(column, np.ones(len(column), bool), None, k, threshold=0.0001)]
 
 
-def test_unknown_keywords_give_an_empty_profile_and_no_picks() -> None:
-    c = corpus()
-    profile = c.profile(["zymurgy"], {})
-    assert profile.is_empty
-    scores = c.scores(np.arange(len(PAPERS)), [profile])[:, 0]
-    assert top_k(scores, np.ones(len(PAPERS), bool), 5) == []
+def test_keywords_are_read_the_way_people_type_them() -> None:
+    assert words("Graph Neural Networks") == words("graph neural network")
+    assert "finetuning" in words("fine-tuning") and "fine" in words("fine-tuning")
+    assert "graph neural" in terms("graph neural networks") and "neural network" in terms(
+        "graph neural networks"
+    )
+    acronyms = learn_acronyms(PAPERS)
+    assert acronyms["lora"] == "low-rank adaptation"
+    assert acronyms["moe"] == "mixture-of-experts"
+    assert acronyms["nas"] == "neural architecture search"
+
+
+def test_an_acronym_finds_papers_that_spell_it_out_and_the_other_way_round() -> None:
+    space, docs = space_and_docs()
+    assert set(ranked(space, docs, space.keyword_vector(["MoE"]), 2)) == {7, 8}
+    assert 9 in ranked(space, docs, space.keyword_vector(["NAS"]), 1)
+    assert set(ranked(space, docs, space.keyword_vector(["low-rank adaptation"]), 2)) == {0, 1}
 
 
 def test_a_liked_papers_terms_rise_and_a_disliked_papers_terms_fall() -> None:
-    c = corpus()
-    base = c.profile(["diffusion models"], {})
-    moved = c.profile(["diffusion models"], {5: Vote.MORE, 4: Vote.LESS})
-    rows = np.arange(len(PAPERS))
-    before = c.scores(rows, [base])[:, 0]
-    after = c.scores(rows, [moved])[:, 0]
-    row = {int(listing_id): i for i, listing_id in enumerate(c.listing_ids)}
-    assert after[row[6]] > before[row[6]], "a paper like the liked one should score higher"
-    assert after[row[4]] < before[row[4]], "the disliked paper should score lower"
-    vocabulary = c.vectorizer.vocabulary_
-    assert moved.vector[0, vocabulary["graph"]] > base.vector[0, vocabulary["graph"]]
-    assert moved.vector[0, vocabulary["latent"]] < base.vector[0, vocabulary["latent"]]
+    space, docs = space_and_docs()
+    keyword = space.keyword_vector(["diffusion models"])
+    moved = profile(keyword, Votes(docs[[4]], docs[[3]]), None)
+    before, after = scores(docs, keyword)[:, 0], scores(docs, moved)[:, 0]
+    assert after[5] > before[5], "a paper like the liked one scores higher"
+    assert after[3] < before[3], "the disliked paper scores lower"
+    graph, latent = term_index("graph"), term_index("latent")
+    assert moved[0, graph] > keyword[0, graph]
+    assert moved[0, latent] < keyword[0, latent]
 
 
-def test_reason_names_the_subscribers_terms_without_repeating_itself() -> None:
-    c = corpus()
-    profile = c.profile(["image generation"], {})
-    row = int(np.flatnonzero(c.listing_ids == 4)[0])
-    reason = c.reason(row, profile)
-    assert reason.startswith("Matches your topics: image generation")
-    assert ", image" not in reason and ", generation" not in reason
-
-    learned = c.profile(["image generation"], {5: Vote.MORE})
-    graph_row = int(np.flatnonzero(c.listing_ids == 6)[0])
-    assert c.reason(graph_row, learned).startswith("Like papers you asked for more of: message passing")
+def test_a_learned_model_ranks_the_liked_direction_first() -> None:
+    space, docs = space_and_docs()
+    votes = Votes(liked=docs[[4, 5]], disliked=docs[[2, 3]])
+    learned = train_learned(votes, docs)
+    assert learned is not None and learned.nnz > 0
+    top = ranked(space, docs, profile(space.keyword_vector(["image generation"]), votes, learned), 2)
+    assert set(top) == {4, 5}, "enough votes outweigh the keywords"
+    assert train_learned(Votes(docs[[4]], docs[[3]]), docs) is None, "one like is not enough to learn from"
 
 
-def test_top_k_respects_the_mask_order_and_zero_threshold() -> None:
-    scores = np.array([0.2, 0.9, 0.0, 0.5, -0.1, 0.7], dtype=np.float32)
-    allowed = np.array([True, True, True, True, True, False])
-    assert top_k(scores, allowed, 10) == [(1, scores[1]), (3, scores[3]), (0, scores[0])]
-    assert [i for i, _ in top_k(scores, allowed, 2)] == [1, 3]
-    assert top_k(scores, np.zeros(6, bool), 3) == []
+def test_a_refit_keeps_rankings_stable(tmp_path: Path) -> None:
+    first = FeatureSpace.fit(PAPERS)
+    grown = FeatureSpace.fit([*PAPERS, *(f"Another paper about topic {n} and evaluation." for n in range(5))])
+    first.save(tmp_path)
+    grown.save(tmp_path)
+    loaded = FeatureSpace.load(tmp_path)
+    assert loaded is not None and loaded.version == grown.version and loaded.n_docs == len(PAPERS) + 5
+    for topics in (["LoRA"], ["graph neural networks"], ["diffusion models", "image generation"]):
+        before = ranked(first, first.transform(PAPERS), first.keyword_vector(topics), 3)
+        after = ranked(loaded, loaded.transform(PAPERS), loaded.keyword_vector(topics), 3)
+        assert before[:2] == after[:2], topics
+
+
+def test_choose_drops_weak_matches_and_near_duplicates() -> None:
+    column = np.array([0.9, 0.88, 0.5, 0.02, 0.4], dtype=np.float32)
+    similarity = np.eye(5)
+    similarity[0, 1] = similarity[1, 0] = 0.95
+    allowed = np.ones(5, bool)
+    assert [i for i, _ in choose(column, allowed, None, 5, threshold=0.05)] == [0, 1, 2, 4]
+    assert [i for i, _ in choose(column, allowed, similarity, 3, threshold=0.05, diversity=0.6)] == [0, 2, 4]
+    allowed[0] = False
+    assert choose(column, allowed, None, 1, threshold=0.05)[0][0] == 1
+    assert choose(column, allowed, None, 3, threshold=0.95) == []
+
+
+def test_reasons_name_the_topics_as_typed_or_the_liked_paper() -> None:
+    space, docs = space_and_docs()
+    explainer = Explainer(space, dict(enumerate(PAPERS)))
+    keyword = space.keyword_vector(["image generation"])
+    assert explainer.reason(3, docs[3], ["image generation"], keyword).startswith(
+        "Matches your topics: image generation"
+    )
+    liked = [("Graph neural networks for molecules", docs[4])]
+    reason = explainer.reason(
+        5, docs[5], ["image generation"], profile(keyword, Votes(docs[[4]], docs[[0]][:0]), None), liked
+    )
+    assert "Graph neural networks for molecules" in reason

@@ -51,6 +51,7 @@ def digest_context(items: list[dict], **extra: Any) -> dict[str, Any]:
         "topics": ["lora", "fine tuning"],
         "digest_date": date(2026, 11, 23),
         "items": items,
+        "trending": [],
         "unsubscribe_url": "https://digest.example.org/unsubscribe/tok-u",
         "preferences_url": "https://digest.example.org/preferences/tok-p",
     }
@@ -89,6 +90,10 @@ SAMPLES: dict[str, dict[str, Any]] = {
         topics=["diffusion", "Bildgenerierung"],
     ),
     "single": digest_context([item(1, "Only one")]),
+    "with_trending": digest_context(
+        [item(1, "A pick")],
+        trending=[item(1, "Most upvoted <today>", reason="120 upvotes today"), item(2, "Second", url=None)],
+    ),
     "empty": digest_context([]),
 }
 

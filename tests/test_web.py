@@ -25,12 +25,16 @@ class RecordingDispatcher:
 
     confirmations: list[int] = field(default_factory=list)
     digest_batches: list[list[int]] = field(default_factory=list)
+    retrains: list[int] = field(default_factory=list)
 
     def send_confirmation(self, subscriber_id: int) -> None:
         self.confirmations.append(subscriber_id)
 
     def send_digests(self, digest_ids: Sequence[int]) -> None:
         self.digest_batches.append(list(digest_ids))
+
+    def retrain(self, subscriber_id: int) -> None:
+        self.retrains.append(subscriber_id)
 
 
 @pytest.fixture
@@ -261,11 +265,15 @@ def test_feedback_get_changes_nothing_and_post_records_the_vote(
     assert votes(services, subscriber.id) == {paper.id: Vote.MORE}
 
 
-def test_the_last_vote_wins_and_undo_restores_the_one_before(client: TestClient, services: Services) -> None:
+def test_the_last_vote_wins_and_undo_restores_the_one_before(
+    client: TestClient, services: Services, dispatcher: RecordingDispatcher
+) -> None:
     subscriber = add_subscriber(services)
     paper = add_listing(services)
     links = services.links
     client.post(f"/feedback/{links.feedback_token(subscriber.public_id, paper.id, Vote.MORE)}")
+    client.post(f"/feedback/{links.feedback_token(subscriber.public_id, paper.id, Vote.MORE)}")
+    assert dispatcher.retrains == [subscriber.id], "a repeated vote changes nothing, so retrains nothing"
 
     less = client.post(f"/feedback/{links.feedback_token(subscriber.public_id, paper.id, Vote.LESS)}")
     assert less.status_code == 200
@@ -281,6 +289,7 @@ def test_the_last_vote_wins_and_undo_restores_the_one_before(client: TestClient,
     assert undone.status_code == 200
     assert "Your earlier vote is back" in undone.text
     assert votes(services, subscriber.id) == {paper.id: Vote.MORE}
+    assert dispatcher.retrains == [subscriber.id] * 3
 
 
 def test_undoing_a_first_vote_removes_it(client: TestClient, services: Services) -> None:

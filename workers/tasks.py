@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import date
 
-from digest import daily, delivery, sources
+from digest import daily, delivery, profiles, sources
 from digest.models import utcnow
 from workers.app import app, services
 
@@ -43,6 +43,11 @@ def fetch_source(source_id: int) -> str:
     return sources.fetch_source(services(), source_id).summary()
 
 
+@app.task(name="digest.retrain_subscriber")
+def retrain_subscriber(subscriber_id: int) -> bool:
+    return profiles.retrain(services(), subscriber_id)
+
+
 class CeleryDispatcher:
     """Queues sends as Celery tasks, in batches so one SMTP connection serves many emails."""
 
@@ -53,3 +58,6 @@ class CeleryDispatcher:
 
     def send_confirmation(self, subscriber_id: int) -> None:
         send_confirmation.delay(subscriber_id)
+
+    def retrain(self, subscriber_id: int) -> None:
+        retrain_subscriber.delay(subscriber_id)

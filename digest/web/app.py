@@ -109,6 +109,16 @@ def create_app(services: Services, dispatcher: Dispatcher) -> FastAPI:
     links = services.links
     stylesheet = (TEMPLATES_DIR / "style.css").read_text(encoding="utf-8")
 
+    def retrain_after(result: feedback.VoteResult) -> None:
+        """The vote is committed; its effect on the profile is worked out in the background."""
+        if not result.changed:
+            return
+        try:
+            dispatcher.retrain(result.subscriber_id)
+        except Exception:
+            # The vote is stored either way; the next run catches the model up.
+            log.exception("could not queue retraining for subscriber %s", result.subscriber_id)
+
     def in_transaction(work: Callable[[Session], T]) -> T:
         """Run `work` in its own transaction, once more if a concurrent request inserted the same row."""
         try:
@@ -243,6 +253,7 @@ def create_app(services: Services, dispatcher: Dispatcher) -> FastAPI:
     def vote(request: Request, token: str) -> HTMLResponse:
         link = links.read_feedback(token)
         result = in_transaction(lambda s: feedback.record_vote(s, link.public_id, link.listing_id, link.vote))
+        retrain_after(result)
         undo = links.undo_token(link.public_id, link.listing_id, result.previous)
         return pages.render(
             request,
@@ -264,6 +275,7 @@ def create_app(services: Services, dispatcher: Dispatcher) -> FastAPI:
         result = in_transaction(
             lambda s: feedback.restore_vote(s, link.public_id, link.listing_id, link.restore)
         )
+        retrain_after(result)
         return pages.render(request, "feedback_undone.html", title=result.listing.title, vote=result.current)
 
     # Unsubscribing -----------------------------------------------------------------------------
