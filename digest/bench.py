@@ -101,9 +101,8 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def write_jsonl(listings_dir: Path, path: Path, records: int) -> None:
-    """Variants of the sample papers, each with a distinct title, so nothing is dropped as a duplicate."""
-    papers = [
+def _sample_papers(listings_dir: Path) -> list[ParsedListing]:
+    return [
         parsed
         for listing_file in sorted(listings_dir.glob("*.txt"))
         for parsed in parse_listing_text(
@@ -111,6 +110,11 @@ def write_jsonl(listings_dir: Path, path: Path, records: int) -> None:
         )
         if isinstance(parsed, ParsedListing)
     ]
+
+
+def write_jsonl(listings_dir: Path, path: Path, records: int) -> None:
+    """Variants of the sample papers, each with a distinct title, so nothing is dropped as a duplicate."""
+    papers = _sample_papers(listings_dir)
     with path.open("w", encoding="utf-8") as out:
         for n in range(records):
             paper = papers[n % len(papers)]
@@ -266,6 +270,106 @@ def _ingest_in_child(root: Path, jsonl: Path) -> Row:
     )
 
 
+def _scoring_child(
+    subscribers: int, listings: int, corpus_size: int, voted_share: float, results: Any
+) -> None:
+    """Score `subscribers` against `listings` new papers the way `daily._rank` does, block by block."""
+    import numpy as np
+    import scipy.sparse as sp
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.svm import LinearSVC
+
+    from digest.ranking import (
+        FeatureSpace,
+        KeywordProfiles,
+        Votes,
+        choose_block,
+        profile,
+        scores,
+        train_learned,
+    )
+
+    papers = _sample_papers(DEFAULT_LISTINGS)
+    originals = [f"{p.title}. {p.abstract}" for p in papers]
+    stored = [f"{originals[n % len(originals)]} (variant {n // len(originals)})" for n in range(corpus_size)]
+    texts = stored[-listings:]
+    rng = random.Random(11)
+    topic_lists = [rng.sample(TOPICS, rng.randint(1, 3)) for _ in range(subscribers)]
+    voted = set(rng.sample(range(subscribers), int(subscribers * voted_share)))
+
+    space = FeatureSpace.fit(stored)
+    docs = space.transform(texts)
+    similarity = (docs @ docs.T).toarray()
+    votes = {
+        n: Votes(docs[rng.sample(range(listings), 3)], docs[rng.sample(range(listings), 2)]) for n in voted
+    }
+    learned = {n: train_learned(votes[n], docs, seed=n) for n in list(voted)[: len(voted) // 10]}
+
+    start = time.perf_counter()
+    priors = KeywordProfiles(space, docs)
+    chosen = 0
+    for first in range(0, subscribers, 5000):
+        block = range(first, min(first + 5000, subscribers))
+        block_scores = priors.scores(docs, [topic_lists[n] for n in block])
+        moved = {
+            c: profile(priors.vector(topic_lists[n]), votes[n], learned.get(n))
+            for c, n in enumerate(block)
+            if n in voted
+        }
+        if moved:
+            columns = sorted(moved)
+            block_scores[:, columns] = scores(docs, sp.vstack([moved[c] for c in columns], format="csr"))
+        allowed = np.ones(block_scores.shape, dtype=bool)
+        chosen += sum(len(p) for p in choose_block(block_scores, allowed, similarity, 10, threshold=0.05))
+    scoring = time.perf_counter() - start
+
+    # The per-user classifier of arxiv-sanity-lite, on the same papers, for a few users.
+    tfidf = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, stop_words="english", max_features=20000)
+    corpus = tfidf.fit_transform(stored)
+    new_rows = corpus[-listings:]
+    svm_start = time.perf_counter()
+    for _ in range(5):
+        labels = np.zeros(corpus_size)
+        labels[rng.sample(range(corpus_size), 5)] = 1
+        model = LinearSVC(class_weight="balanced", C=0.01).fit(corpus, labels)
+        model.decision_function(new_rows)
+    svm_per_user = (time.perf_counter() - svm_start) / 5
+    results.put((scoring, chosen / subscribers, svm_per_user, peak_rss_mb()))
+
+
+def _scoring_in_child(subscribers: int, listings: int, corpus_size: int, voted_share: float) -> list[Row]:
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    child = context.Process(
+        target=_scoring_child, args=(subscribers, listings, corpus_size, voted_share, results)
+    )
+    child.start()
+    while True:
+        try:
+            scoring, per_subscriber_picks, svm_per_user, peak = results.get(timeout=1.0)
+            break
+        except queue.Empty:
+            if not child.is_alive():
+                raise RuntimeError(f"the scoring process died with exit code {child.exitcode}") from None
+    child.join()
+    ours_per_subscriber = scoring / subscribers
+    return [
+        Row(
+            "score + choose",
+            f"{subscribers:,} subscribers x {listings:,} new ({corpus_size:,} stored)",
+            scoring,
+            f"{ours_per_subscriber * 1e6:,.0f} us/subscriber, {per_subscriber_picks:.1f} picks each, "
+            f"peak {peak:,.0f} MB RSS",
+        ),
+        Row(
+            "per-user LinearSVC (arxiv-sanity-lite style)",
+            f"one user: trained on {corpus_size:,} stored papers, scores the {listings:,} new",
+            svm_per_user,
+            f"{svm_per_user * 1e3:,.1f} ms/user = {svm_per_user / ours_per_subscriber:,.0f}x ours",
+        ),
+    ]
+
+
 def _smtp_row(services: Services, digest_ids: list[int]) -> Row:
     from aiosmtpd.controller import Controller
 
@@ -313,9 +417,13 @@ def main() -> None:
     parser.add_argument("--subscribers", type=int, default=2000)
     parser.add_argument("--jsonl-records", type=int, default=100_000)
     parser.add_argument("--render-samples", type=int, default=200)
+    parser.add_argument("--scoring-subscribers", type=int, default=100_000)
+    parser.add_argument("--scoring-listings", type=int, default=1000)
+    parser.add_argument("--scoring-corpus", type=int, default=20_000)
     parser.add_argument("--listings", type=Path, default=DEFAULT_LISTINGS)
     args = parser.parse_args()
     rows = run(args.subscribers, args.jsonl_records, args.render_samples, args.listings)
+    rows += _scoring_in_child(args.scoring_subscribers, args.scoring_listings, args.scoring_corpus, 0.02)
     header = ("stage", "size", "seconds", "rate")
     table = [header] + [(r.stage, r.size, f"{r.seconds:.2f}", r.rate) for r in rows]
     widths = [max(len(str(line[i])) for line in table) for i in range(4)]

@@ -13,6 +13,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from enum import StrEnum
+from functools import partial
 
 import numpy as np
 import scipy.sparse as sp
@@ -35,12 +36,11 @@ from digest.models import (
 from digest.profiles import background_sample, current_space, learned_vectors, load_votes, store_learned
 from digest.ranking import (
     Explainer,
-    Votes,
+    KeywordProfiles,
     can_learn,
-    choose,
+    choose_block,
     listing_text,
     profile,
-    pseudo_feedback,
     scores,
     train_learned,
 )
@@ -251,34 +251,35 @@ def _rank(
             with transaction(services.sessions) as write:
                 store_learned(write, subscriber_id, votes[subscriber_id].key, vector)
 
-    keyword_cache: dict[tuple[str, ...], sp.csr_matrix] = {}
-
-    def keywords(topics: Sequence[str]) -> sp.csr_matrix:
-        key = tuple(sorted(t.casefold() for t in topics))
-        if key not in keyword_cache:
-            keyword_cache[key] = pseudo_feedback(space, space.keyword_vector(topics), background)
-        return keyword_cache[key]
-
+    keyword_profiles = KeywordProfiles(space, background)
     explainer = Explainer(space, texts)
-    no_votes = Votes.none()
     picks: dict[int, list[Pick]] = {}
     for start in range(0, len(candidates), SCORING_BLOCK):
         block = candidates[start : start + SCORING_BLOCK]
-        vectors = []
-        for c in block:
-            mine = votes.get(c.subscriber_id)
-            vectors.append(
-                profile(keywords(c.topics), mine.votes if mine else no_votes, learned.get(c.subscriber_id))
+        block_scores = keyword_profiles.scores(docs, [c.topics for c in block])
+        moved = {
+            column: profile(
+                keyword_profiles.vector(c.topics), votes[c.subscriber_id].votes, learned.get(c.subscriber_id)
             )
-        block_scores = scores(docs, sp.vstack(vectors, format="csr"))
-        for column, (candidate, vector) in enumerate(zip(block, vectors, strict=True)):
-            if vector.nnz == 0:
-                continue
-            allowed = window_seen > candidate.since.timestamp()
-            allowed[already_sent.get(candidate.subscriber_id, [])] = False
-            best = choose(block_scores[:, column], allowed, similarity, candidate.size, threshold=MIN_SCORE)
+            for column, c in enumerate(block)
+            if c.subscriber_id in votes
+        }
+        if moved:
+            columns = sorted(moved)
+            block_scores[:, columns] = scores(docs, sp.vstack([moved[c] for c in columns], format="csr"))
+        allowed_block = window_seen[:, None] > np.array([c.since.timestamp() for c in block])[None, :]
+        for column, c in enumerate(block):
+            allowed_block[already_sent.get(c.subscriber_id, []), column] = False
+        chosen_by_size = {
+            size: choose_block(block_scores, allowed_block, similarity, size, threshold=MIN_SCORE)
+            for size in {c.size for c in block}
+        }
+        for column, candidate in enumerate(block):
+            best = chosen_by_size[candidate.size][column]
             if not best:
                 continue
+            vector = moved[column] if column in moved else partial(keyword_profiles.vector, candidate.topics)
+            allowed = allowed_block[:, column]
             mine = votes.get(candidate.subscriber_id)
             liked = mine.liked_titles if mine else []
             chosen: list[Pick] = [

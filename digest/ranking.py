@@ -20,7 +20,7 @@ import re
 import time
 import unicodedata
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
@@ -44,6 +44,9 @@ LEARNED_FEATURES_KEPT = 4000
 WEAK_NEGATIVES = 200
 WEAK_NEGATIVE_WEIGHT = 0.2
 REASON_TERMS = 3
+# Maximal marginal relevance: how much a near-repeat of a chosen paper is penalised, among how many.
+DIVERSITY = 0.3
+MMR_POOL = 30
 # A topic is named as typed when the paper carries at least this share of its (idf-weighted) terms.
 TOPIC_MATCH_SHARE = 0.5
 
@@ -231,10 +234,24 @@ def _chunks(texts: Iterable[str], size: int) -> Iterator[list[str]]:
 
 
 def _unit_rows(matrix: sp.csr_matrix) -> sp.csr_matrix:
-    matrix = sp.csr_matrix(matrix, dtype=np.float32)
-    norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel())
+    """Each row scaled to length 1 (empty rows stay empty), working on the stored values directly."""
+    matrix = sp.csr_matrix(matrix, dtype=np.float32, copy=True)
+    matrix.sum_duplicates()
+    lengths = np.diff(matrix.indptr)
+    squares = np.zeros(matrix.shape[0], dtype=np.float64)
+    filled = lengths > 0
+    if filled.any():
+        squares[filled] = np.add.reduceat(matrix.data.astype(np.float64) ** 2, matrix.indptr[:-1][filled])
+    norms = np.sqrt(squares)
     norms[norms == 0] = 1.0
-    return sp.csr_matrix(sp.diags(1.0 / norms).astype(np.float32) @ matrix)
+    matrix.data = (matrix.data / np.repeat(norms, lengths)).astype(np.float32)
+    return matrix
+
+
+def _centroid(rows: sp.csr_matrix) -> sp.csr_matrix:
+    """The mean row, kept sparse (a dense mean over a million columns costs more than everything else)."""
+    weights = sp.csr_matrix(np.full((1, rows.shape[0]), 1.0 / rows.shape[0], dtype=np.float32))
+    return sp.csr_matrix(weights @ rows)
 
 
 def listing_text(title: str, abstract: str) -> str:
@@ -270,16 +287,79 @@ def pseudo_feedback(space: FeatureSpace, keyword: sp.csr_matrix, corpus: sp.csr_
     top = top[scores[top] > 0]
     if len(top) == 0:
         return keyword
-    centroid = sp.csr_matrix(corpus[top].mean(axis=0))
+    centroid = _centroid(corpus[top])
     return _unit_rows(keyword + PSEUDO_FEEDBACK_WEIGHT * centroid)
+
+
+class KeywordProfiles:
+    """Subscribers' keyword priors, built for a whole block of subscribers in one sparse product.
+
+    Each distinct topic is vectorised and sharpened by pseudo-relevance feedback once per run (there are
+    far fewer topics than subscribers); a subscriber's prior is the normalised sum of their topics' rows.
+    """
+
+    def __init__(self, space: FeatureSpace, corpus: sp.csr_matrix) -> None:
+        self.space = space
+        self.corpus = corpus
+        self._row_of: dict[str, int] = {}
+        self._rows: list[sp.csr_matrix] = []
+        self._stacked: sp.csr_matrix | None = None
+
+    def _topic_row(self, topic: str) -> int:
+        key = topic.casefold().strip()
+        row = self._row_of.get(key)
+        if row is None:
+            row = len(self._rows)
+            self._rows.append(pseudo_feedback(self.space, self.space.topic_vector(topic), self.corpus))
+            self._row_of[key] = row
+            self._stacked = None
+        return row
+
+    def matrix(self, topic_lists: Sequence[Sequence[str]]) -> sp.csr_matrix:
+        membership_rows, membership_cols = [], []
+        for subscriber, topics in enumerate(topic_lists):
+            for topic in topics:
+                membership_rows.append(subscriber)
+                membership_cols.append(self._topic_row(topic))
+        if self._stacked is None:
+            self._stacked = (
+                sp.vstack(self._rows, format="csr") if self._rows else sp.csr_matrix((0, N_FEATURES))
+            )
+        membership = sp.csr_matrix(
+            (np.ones(len(membership_rows), dtype=np.float32), (membership_rows, membership_cols)),
+            shape=(len(topic_lists), len(self._rows)),
+        )
+        return _unit_rows(membership @ self._stacked)
+
+    def vector(self, topics: Sequence[str]) -> sp.csr_matrix:
+        return self.matrix([topics])
+
+    def scores(self, docs: sp.csr_matrix, topic_lists: Sequence[Sequence[str]]) -> np.ndarray:
+        """`scores(docs, self.matrix(topic_lists))` without building a row per subscriber.
+
+        A prior is a normalised sum of topic rows T, so docs·prior = (docs·Tᵀ)·a / ‖a·T‖ for the
+        subscriber's topic indicator a: one small dense product per block instead of a sparse one
+        whose size grows with every subscriber's terms.
+        """
+        indices = [[self._topic_row(t) for t in topics] for topics in topic_lists]
+        stacked = sp.vstack(self._rows, format="csr") if self._rows else sp.csr_matrix((0, N_FEATURES))
+        self._stacked = stacked
+        membership = np.zeros((len(topic_lists), len(self._rows)), dtype=np.float32)
+        for subscriber, rows in enumerate(indices):
+            membership[subscriber, rows] = 1.0
+        doc_topic = np.asarray((docs @ stacked.T).toarray(), dtype=np.float32)
+        gram = np.asarray((stacked @ stacked.T).toarray(), dtype=np.float32)
+        norms = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", membership, gram, membership), 0))
+        norms[norms == 0] = 1.0
+        return (doc_topic @ membership.T) / norms[None, :]
 
 
 def rocchio(keyword: sp.csr_matrix, votes: Votes) -> sp.csr_matrix:
     vector = KEYWORD_WEIGHT * keyword
     if votes.liked.shape[0]:
-        vector = vector + LIKED_WEIGHT * sp.csr_matrix(votes.liked.mean(axis=0))
+        vector = vector + LIKED_WEIGHT * _centroid(votes.liked)
     if votes.disliked.shape[0]:
-        vector = vector - DISLIKED_WEIGHT * sp.csr_matrix(votes.disliked.mean(axis=0))
+        vector = vector - DISLIKED_WEIGHT * _centroid(votes.disliked)
     return _unit_rows(sp.csr_matrix(vector))
 
 
@@ -341,32 +421,71 @@ def choose(
     k: int,
     *,
     threshold: float,
-    diversity: float = 0.3,
-    pool: int = 30,
+    diversity: float = DIVERSITY,
+    pool: int = MMR_POOL,
 ) -> list[tuple[int, float]]:
-    """The k best allowed rows above `threshold`, by maximal marginal relevance.
+    """`choose_block` for one subscriber."""
+    return choose_block(
+        column[:, None], allowed[:, None], similarity, k, threshold=threshold, diversity=diversity, pool=pool
+    )[0]
+
+
+def choose_block(
+    block: np.ndarray,
+    allowed: np.ndarray,
+    similarity: np.ndarray | None,
+    k: int,
+    *,
+    threshold: float,
+    diversity: float = DIVERSITY,
+    pool: int = MMR_POOL,
+) -> list[list[tuple[int, float]]]:
+    """For each column (subscriber), the k best allowed rows above `threshold` by maximal marginal relevance.
 
     `similarity` is the documents' own cosine matrix (computed once per run); an item that nearly repeats
-    one already chosen loses `diversity` times that similarity, so one email does not carry three
-    versions of the same paper.
+    one already chosen loses `diversity` times that similarity, so one email does not carry three versions
+    of the same paper. The greedy selection runs for all the block's subscribers at once: the cost per
+    subscriber is a few vector operations, not a Python loop.
     """
-    masked = np.where(allowed & (column >= threshold), column, -np.inf)
-    eligible = int(np.count_nonzero(np.isfinite(masked)))
-    if eligible == 0 or k <= 0:
-        return []
-    take = min(pool, eligible)
-    candidates = np.argpartition(-masked, take - 1)[:take]
-    candidates = candidates[np.argsort(-masked[candidates], kind="stable")]
+    n_docs, n_subscribers = block.shape
+    if n_docs == 0 or n_subscribers == 0 or k <= 0:
+        return [[] for _ in range(n_subscribers)]
+    masked = np.where(allowed & (block >= threshold), block, -np.inf).astype(np.float32)
+    take = min(pool, n_docs)
+    candidates = np.argpartition(-masked, take - 1, axis=0)[:take].T  # (subscribers, take)
+    candidate_scores = np.take_along_axis(masked.T, candidates, axis=1)
+    order = np.argsort(-candidate_scores, axis=1, kind="stable")
+    candidates = np.take_along_axis(candidates, order, axis=1)
+    candidate_scores = np.take_along_axis(candidate_scores, order, axis=1)
+    eligible = np.isfinite(candidate_scores)
+
     if similarity is None or diversity <= 0:
-        return [(int(i), float(masked[i])) for i in candidates[:k]]
-    chosen: list[int] = []
-    remaining = list(candidates)
-    while remaining and len(chosen) < k:
-        redundancy = similarity[np.ix_(remaining, chosen)].max(axis=1) if chosen else np.zeros(len(remaining))
-        gains = masked[remaining] - diversity * redundancy
-        best = int(np.argmax(gains))
-        chosen.append(remaining.pop(best))
-    return [(i, float(masked[i])) for i in chosen]
+        picks = np.arange(min(k, take))[None, :].repeat(n_subscribers, axis=0)
+        valid = np.take_along_axis(eligible, picks, axis=1)
+    else:
+        pair_similarity = similarity[candidates[:, :, None], candidates[:, None, :]]  # (subs, take, take)
+        redundancy = np.zeros_like(candidate_scores)
+        available = eligible.copy()
+        picks = np.zeros((n_subscribers, min(k, take)), dtype=np.int64)
+        valid = np.zeros(picks.shape, dtype=bool)
+        rows = np.arange(n_subscribers)
+        for step in range(picks.shape[1]):
+            gains = np.where(available, candidate_scores - diversity * redundancy, -np.inf)
+            best = np.argmax(gains, axis=1)
+            picks[:, step] = best
+            valid[:, step] = np.isfinite(gains[rows, best])
+            available[rows, best] = False
+            redundancy = np.maximum(redundancy, pair_similarity[rows, best, :])
+    result: list[list[tuple[int, float]]] = []
+    for subscriber in range(n_subscribers):
+        chosen = []
+        for position, ok in zip(picks[subscriber], valid[subscriber], strict=True):
+            if ok:
+                chosen.append(
+                    (int(candidates[subscriber, position]), float(candidate_scores[subscriber, position]))
+                )
+        result.append(chosen)
+    return result
 
 
 # Reasons -----------------------------------------------------------------------------------------
@@ -398,9 +517,10 @@ class Explainer:
         row: int,
         doc: sp.csr_matrix,
         topics: Sequence[str],
-        vector: sp.csr_matrix,
+        vector: sp.csr_matrix | Callable[[], sp.csr_matrix],
         liked_titles: Sequence[tuple[str, sp.csr_matrix]] = (),
     ) -> str:
+        """`vector` (the profile, or a function making it) is only needed when no topic matches as typed."""
         present = dict(zip(doc.indices.tolist(), doc.data.tolist(), strict=True))
         matched: list[tuple[float, str]] = []
         for topic in topics:
@@ -422,6 +542,8 @@ class Explainer:
                 parts.append(f"like “{closest[0]}”, which you asked for more of")
         if not parts:
             names = self._columns(row)
+            if callable(vector):
+                vector = vector()
             contributions = sorted(
                 (
                     (present[f] * w, names[f])

@@ -9,9 +9,11 @@ import scipy.sparse as sp
 
 from digest.ranking import (
     Explainer,
+    KeywordProfiles,
     FeatureSpace,
     Votes,
     choose,
+    choose_block,
     learn_acronyms,
     profile,
     scores,
@@ -123,3 +125,40 @@ def test_reasons_name_the_topics_as_typed_or_the_liked_paper() -> None:
         5, docs[5], ["image generation"], profile(keyword, Votes(docs[[4]], docs[[0]][:0]), None), liked
     )
     assert "Graph neural networks for molecules" in reason
+
+
+def reference_mmr(column: np.ndarray, allowed: np.ndarray, similarity: np.ndarray) -> list[int]:
+    """Maximal marginal relevance written the slow, obvious way."""
+    pool = sorted((i for i in range(len(column)) if allowed[i] and column[i] >= 0.5), key=lambda i: -column[i])[:30]
+    chosen: list[int] = []
+    while pool and len(chosen) < 10:
+        best = max(pool, key=lambda i: column[i] - 0.3 * max((similarity[i, j] for j in chosen), default=0.0))
+        chosen.append(best)
+        pool.remove(best)
+    return chosen
+
+
+def test_choosing_for_a_block_equals_choosing_for_each_subscriber() -> None:
+    rng = np.random.default_rng(3)
+    block = rng.random((40, 25)).astype(np.float32)
+    allowed = rng.random((40, 25)) > 0.2
+    docs = rng.random((40, 8))
+    similarity = (docs @ docs.T) / np.outer(np.linalg.norm(docs, axis=1), np.linalg.norm(docs, axis=1))
+    together = choose_block(block, allowed, similarity, 10, threshold=0.5, diversity=0.3, pool=30)
+    for column in range(25):
+        alone = choose(block[:, column], allowed[:, column], similarity, 10, threshold=0.5, diversity=0.3, pool=30)
+        assert together[column] == alone
+        assert [i for i, _ in alone] == reference_mmr(block[:, column], allowed[:, column], similarity)
+        assert len({i for i, _ in alone}) == len(alone), "no paper twice"
+        assert all(allowed[i, column] and block[i, column] >= 0.5 for i, _ in alone)
+    few = choose(np.array([0.9, 0.1, 0.8], dtype=np.float32), np.ones(3, bool), np.eye(3), 5, threshold=0.5)
+    assert [i for i, _ in few] == [0, 2], "fewer eligible than k: no padding, no repeats"
+
+
+def test_keyword_priors_scored_through_topics_equal_the_explicit_rows() -> None:
+    space, docs = space_and_docs()
+    priors = KeywordProfiles(space, docs)
+    topic_lists = [["LoRA"], ["diffusion models", "image generation"], ["MoE", "NAS", "LoRA"], ["zymurgy"]]
+    explicit = scores(docs, priors.matrix(topic_lists))
+    assert np.allclose(priors.scores(docs, topic_lists), explicit, atol=1e-5)
+    assert np.allclose(explicit[:, 3], 0), "a topic the corpus never mentions scores nothing"
