@@ -159,10 +159,14 @@ def resubscribe(session: Session, public_id: str) -> Subscriber | None:
     return subscriber
 
 
-def update_topics(session: Session, public_id: str, topics: str | Sequence[str]) -> Subscriber | None:
+def update_topics(
+    session: Session, public_id: str, topics: str | Sequence[str], *, show_trending: bool | None = None
+) -> Subscriber | None:
     topic_list = parse_topics(topics)
     subscriber = find_by_public_id(session, public_id)
     if subscriber is not None:
         subscriber.topics = topic_list
+        if show_trending is not None:
+            subscriber.show_trending = show_trending
         session.flush()
     return subscriber

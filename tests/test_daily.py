@@ -15,7 +15,7 @@ from sqlalchemy import select
 from digest.daily import SendResult, plan_day, run_day, send_digests
 from digest.db import transaction
 from digest.ingest import ingest_paths
-from digest.models import Digest, DigestItem, DigestStatus
+from digest.models import Digest, DigestItem, DigestStatus, Listing, Subscriber
 from digest.services import Services
 from digest.subscriptions import subscribe, unsubscribe
 from tests.conftest import free_port
@@ -178,3 +178,33 @@ def test_an_smtp_outage_fails_the_digest_and_a_rerun_sends_it(any_services: Serv
     retried = run_day(services, DAY, InlineDispatcher(services), now=T0 + timedelta(minutes=10))
     assert (retried.sent, retried.failed) == (1, 0)
     assert len(outbox(services)) == 1
+
+
+def test_trending_today_lists_the_most_upvoted_papers_not_already_picked(
+    any_services: Services, tmp_path: Path
+) -> None:
+    services = any_services
+    path = tmp_path / "hf.jsonl"
+    records = [
+        {"title": t, "abstract": a, "id": f"2611.0{n:04d}"} for n, (t, a) in enumerate(LORA + OTHER, start=1)
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    ingest_paths(services.sessions, [path], now=T0 - timedelta(hours=1))
+    with transaction(services.sessions) as session:
+        for listing in session.scalars(select(Listing)):
+            listing.upvotes = {"Protein folding with attention": 90, "Rank-adaptive LoRA": 300}.get(
+                listing.title
+            )
+        subscribe(session, "fan@example.org", "LoRA", confirmed=True)
+        quiet = subscribe(session, "quiet@example.org", "LoRA", confirmed=True)
+        session.get_one(Subscriber, quiet.subscriber_id).show_trending = False
+
+    assert run_day(services, DAY, InlineDispatcher(services), now=T0).sent == 2
+    texts = {}
+    for eml in services.settings.outbox_dir.glob("*.eml"):
+        message = message_from_bytes(eml.read_bytes(), policy=policy.default)
+        texts[str(message["To"])] = message.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+    picks, trending = texts["fan@example.org"].split("Trending today")
+    assert "Rank-adaptive LoRA" in picks and "Rank-adaptive LoRA" not in trending, "never twice in one email"
+    assert "Protein folding with attention" in trending
+    assert "Trending today" not in texts["quiet@example.org"]

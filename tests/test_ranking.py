@@ -9,8 +9,8 @@ import scipy.sparse as sp
 
 from digest.ranking import (
     Explainer,
-    KeywordProfiles,
     FeatureSpace,
+    KeywordProfiles,
     Votes,
     choose,
     choose_block,
@@ -129,7 +129,9 @@ def test_reasons_name_the_topics_as_typed_or_the_liked_paper() -> None:
 
 def reference_mmr(column: np.ndarray, allowed: np.ndarray, similarity: np.ndarray) -> list[int]:
     """Maximal marginal relevance written the slow, obvious way."""
-    pool = sorted((i for i in range(len(column)) if allowed[i] and column[i] >= 0.5), key=lambda i: -column[i])[:30]
+    pool = sorted(
+        (i for i in range(len(column)) if allowed[i] and column[i] >= 0.5), key=lambda i: -column[i]
+    )[:30]
     chosen: list[int] = []
     while pool and len(chosen) < 10:
         best = max(pool, key=lambda i: column[i] - 0.3 * max((similarity[i, j] for j in chosen), default=0.0))
@@ -146,7 +148,9 @@ def test_choosing_for_a_block_equals_choosing_for_each_subscriber() -> None:
     similarity = (docs @ docs.T) / np.outer(np.linalg.norm(docs, axis=1), np.linalg.norm(docs, axis=1))
     together = choose_block(block, allowed, similarity, 10, threshold=0.5, diversity=0.3, pool=30)
     for column in range(25):
-        alone = choose(block[:, column], allowed[:, column], similarity, 10, threshold=0.5, diversity=0.3, pool=30)
+        alone = choose(
+            block[:, column], allowed[:, column], similarity, 10, threshold=0.5, diversity=0.3, pool=30
+        )
         assert together[column] == alone
         assert [i for i, _ in alone] == reference_mmr(block[:, column], allowed[:, column], similarity)
         assert len({i for i, _ in alone}) == len(alone), "no paper twice"

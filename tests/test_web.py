@@ -418,11 +418,15 @@ def test_preferences_show_and_update_topics(client: TestClient, services: Servic
     assert "ann.lee@example.org" not in page.text
     assert ">llms</textarea>" in page.text
 
+    assert 'name="show_trending" value="on" checked' in page.text
     saved = client.post(path, data={"topics": "optics, quantum sensing"})
     assert saved.status_code == 200
-    assert "Your topics are saved" in saved.text
+    assert "Your settings are saved" in saved.text
     assert ">optics\nquantum sensing</textarea>" in saved.text
     assert reload(services, subscriber.id).topics == ["optics", "quantum sensing"]
+    assert reload(services, subscriber.id).show_trending is False, "an unticked box switches Trending off"
+    client.post(path, data={"topics": "optics", "show_trending": "on"})
+    assert reload(services, subscriber.id).show_trending is True
 
 
 def test_invalid_preferences_are_422_and_keep_the_old_topics(client: TestClient, services: Services) -> None:

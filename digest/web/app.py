@@ -326,6 +326,7 @@ def create_app(services: Services, dispatcher: Dispatcher) -> FastAPI:
             email=mask_email(subscriber.email),
             status=STATUS_TEXT[subscriber.status],
             topics=topics,
+            show_trending=subscriber.show_trending,
             error=error,
             saved=saved,
             action=request.url.path,
@@ -340,11 +341,20 @@ def create_app(services: Services, dispatcher: Dispatcher) -> FastAPI:
         return preferences_form(request, subscriber, "\n".join(subscriber.topics))
 
     @app.post("/preferences/{token}")
-    def save_preferences(request: Request, token: str, topics: Annotated[str, Form()] = "") -> HTMLResponse:
+    def save_preferences(
+        request: Request,
+        token: str,
+        topics: Annotated[str, Form()] = "",
+        show_trending: Annotated[str | None, Form()] = None,
+    ) -> HTMLResponse:
         public_id = links.read_preferences(token)
         try:
             subscriber = _required(
-                in_transaction(lambda s: subscriptions.update_topics(s, public_id, topics))
+                in_transaction(
+                    lambda s: subscriptions.update_topics(
+                        s, public_id, topics, show_trending=show_trending is not None
+                    )
+                )
             )
         except subscriptions.InvalidSubscription as error:
             return preferences_form(request, subscriber_for(public_id), topics, status_code=422, error=error)
