@@ -13,7 +13,6 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from enum import StrEnum
-from functools import partial
 
 import numpy as np
 import scipy.sparse as sp
@@ -252,7 +251,7 @@ def _rank(
                 store_learned(write, subscriber_id, votes[subscriber_id].key, vector)
 
     keyword_profiles = KeywordProfiles(space, background)
-    explainer = Explainer(space, texts)
+    explainer = Explainer(space, texts, docs)
     picks: dict[int, list[Pick]] = {}
     for start in range(0, len(candidates), SCORING_BLOCK):
         block = candidates[start : start + SCORING_BLOCK]
@@ -278,7 +277,7 @@ def _rank(
             best = chosen_by_size[candidate.size][column]
             if not best:
                 continue
-            vector = moved[column] if column in moved else partial(keyword_profiles.vector, candidate.topics)
+            vector = moved.get(column)
             allowed = allowed_block[:, column]
             mine = votes.get(candidate.subscriber_id)
             liked = mine.liked_titles if mine else []
@@ -286,7 +285,7 @@ def _rank(
                 (
                     int(window_ids[pos]),
                     score,
-                    explainer.reason(pos, docs[pos], candidate.topics, vector, liked),
+                    explainer.reason(pos, candidate.topics, vector, liked),
                     "picks",
                 )
                 for pos, score in best

@@ -20,7 +20,7 @@ import re
 import time
 import unicodedata
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
@@ -92,10 +92,21 @@ def _hasher() -> HashingVectorizer:
     )
 
 
+def _as_is(features: list[str]) -> list[str]:
+    return features
+
+
+def _term_hasher() -> HashingVectorizer:
+    """Hashes ready-made terms into the same columns `_hasher` puts them in from running text."""
+    return HashingVectorizer(
+        analyzer=_as_is, n_features=N_FEATURES, alternate_sign=False, norm=None, dtype=np.float32
+    )
+
+
 def term_index(term: str) -> int:
-    """The column a term hashes to (the same function the vectorizer uses)."""
-    row = _hasher().transform([term])
-    return int(row.indices[0]) if row.nnz else -1
+    """The column a term ("graph" or "graph neural") hashes to."""
+    row = _term_hasher().transform([[term]])
+    return int(row.indices[0])
 
 
 _LINKING_WORDS = frozenset({"of", "the", "and", "for", "in", "on", "to", "a", "an", "with", "via", "by"})
@@ -495,40 +506,66 @@ class Explainer:
     """Names what pulled a paper in. Hashing forgets words, so the day's papers are re-read once per run
     to map their columns back to terms; each reason is then a few dictionary lookups."""
 
-    def __init__(self, space: FeatureSpace, texts: Mapping[int, str]) -> None:
+    def __init__(self, space: FeatureSpace, texts: Mapping[int, str], docs: sp.csr_matrix) -> None:
         self.space = space
         self._texts = texts
+        self._docs = docs
         self._terms: dict[int, dict[int, str]] = {}
+        self._weights: dict[int, dict[int, float]] = {}
+        self._topics: dict[str, tuple[dict[int, float], float]] = {}
+
+    def _present(self, row: int) -> dict[int, float]:
+        known = self._weights.get(row)
+        if known is None:
+            start, end = self._docs.indptr[row], self._docs.indptr[row + 1]
+            known = dict(
+                zip(self._docs.indices[start:end].tolist(), self._docs.data[start:end].tolist(), strict=True)
+            )
+            self._weights[row] = known
+        return known
 
     def _columns(self, row: int) -> dict[int, str]:
         known = self._terms.get(row)
         if known is None:
-            hasher = _hasher()
+            names = sorted(set(terms(self._texts[row])))
+            hashed = _term_hasher().transform([[name] for name in names]) if names else None
             known = {}
-            for term in set(terms(self._texts[row])):
-                column = hasher.transform([term]).indices
-                if len(column):
-                    known[int(column[0])] = term
+            if hashed is not None:
+                for position, name in enumerate(names):
+                    start, end = hashed.indptr[position], hashed.indptr[position + 1]
+                    if end > start:
+                        known[int(hashed.indices[start])] = name
             self._terms[row] = known
+        return known
+
+    def _topic(self, topic: str) -> tuple[dict[int, float], float]:
+        known = self._topics.get(topic)
+        if known is None:
+            vector = self.space.topic_vector(topic)
+            weights = dict(zip(vector.indices.tolist(), vector.data.tolist(), strict=True))
+            known = (weights, sum(weights.values()))
+            self._topics[topic] = known
         return known
 
     def reason(
         self,
         row: int,
-        doc: sp.csr_matrix,
         topics: Sequence[str],
-        vector: sp.csr_matrix | Callable[[], sp.csr_matrix],
+        vector: sp.csr_matrix | None = None,
         liked_titles: Sequence[tuple[str, sp.csr_matrix]] = (),
     ) -> str:
-        """`vector` (the profile, or a function making it) is only needed when no topic matches as typed."""
-        present = dict(zip(doc.indices.tolist(), doc.data.tolist(), strict=True))
+        """The topics as typed that the paper covers, the liked paper it is most like, or failing both
+        the subscriber's terms it contains (from `vector`, the profile, when given)."""
+        present = self._present(row)
         matched: list[tuple[float, str]] = []
+        loose: dict[int, float] = {}
         for topic in topics:
-            topic_row = self.space.topic_vector(topic)
-            weights = dict(zip(topic_row.indices.tolist(), topic_row.data.tolist(), strict=True))
+            weights, total = self._topic(topic)
             hit = {f: w for f, w in weights.items() if f in present}
-            if hit and sum(hit.values()) >= TOPIC_MATCH_SHARE * sum(weights.values()):
+            if hit and sum(hit.values()) >= TOPIC_MATCH_SHARE * total:
                 matched.append((sum(present[f] * w for f, w in hit.items()), topic))
+            else:
+                loose.update(hit)
         parts = []
         if matched:
             parts.append(
@@ -536,18 +573,22 @@ class Explainer:
                 + ", ".join(t for _, t in sorted(matched, reverse=True)[:REASON_TERMS])
             )
         if liked_titles:
-            closest = max(liked_titles, key=lambda pair: float((doc @ pair[1].T).toarray()[0, 0]))
-            similarity = float((doc @ closest[1].T).toarray()[0, 0])
-            if similarity > 0.1:
-                parts.append(f"like “{closest[0]}”, which you asked for more of")
+            doc = self._docs[row]
+            similarities = [float((doc @ liked.T).toarray()[0, 0]) for _, liked in liked_titles]
+            best = int(np.argmax(similarities))
+            if similarities[best] > 0.1:
+                parts.append(f"like “{liked_titles[best][0]}”, which you asked for more of")
         if not parts:
+            weights = (
+                dict(zip(vector.indices.tolist(), vector.data.tolist(), strict=True))
+                if vector is not None
+                else loose
+            )
             names = self._columns(row)
-            if callable(vector):
-                vector = vector()
             contributions = sorted(
                 (
                     (present[f] * w, names[f])
-                    for f, w in zip(vector.indices, vector.data, strict=True)
+                    for f, w in weights.items()
                     if f in present and f in names and w > 0
                 ),
                 key=lambda pair: (-round(pair[0], 6), -pair[1].count(" ")),

@@ -115,16 +115,14 @@ def test_choose_drops_weak_matches_and_near_duplicates() -> None:
 
 def test_reasons_name_the_topics_as_typed_or_the_liked_paper() -> None:
     space, docs = space_and_docs()
-    explainer = Explainer(space, dict(enumerate(PAPERS)))
-    keyword = space.keyword_vector(["image generation"])
-    assert explainer.reason(3, docs[3], ["image generation"], keyword).startswith(
-        "Matches your topics: image generation"
-    )
+    explainer = Explainer(space, dict(enumerate(PAPERS)), docs)
+    assert explainer.reason(3, ["image generation"]).startswith("Matches your topics: image generation")
     liked = [("Graph neural networks for molecules", docs[4])]
-    reason = explainer.reason(
-        5, docs[5], ["image generation"], profile(keyword, Votes(docs[[4]], docs[[0]][:0]), None), liked
-    )
-    assert "Graph neural networks for molecules" in reason
+    reason = explainer.reason(5, ["image generation"], None, liked)
+    assert reason == "Like “Graph neural networks for molecules”, which you asked for more of"
+    partial = explainer.reason(6, ["protein structure design with sparse human feedback"])
+    assert partial == "Matches: human feedback", "the subscriber's own words found in the paper, as a phrase"
+    assert term_index("graph neural") in explainer._columns(4)
 
 
 def reference_mmr(column: np.ndarray, allowed: np.ndarray, similarity: np.ndarray) -> list[int]:
