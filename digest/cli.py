@@ -315,3 +315,56 @@ def sources_status() -> None:
 
 def _when(moment: Any) -> str:
     return moment.strftime("%Y-%m-%d %H:%M") if moment else "never"
+
+
+@main.command()
+@click.option(
+    "--listings",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Folder of listing dumps (default: ../shared/listings beside the project).",
+)
+@click.option(
+    "--labels",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Relevance labels (default: the set shipped in digest/evaluation_labels.tsv).",
+)
+@click.option(
+    "--days", type=int, default=8, show_default=True, help="Daily batches to split the papers into."
+)
+@click.option("--seed", type=int, default=7, show_default=True)
+@click.option(
+    "--plot",
+    "plot_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=Path("var/evaluation.png"),
+    show_default=True,
+)
+@click.option("--no-plot", is_flag=True, help="Do not write the PNG.")
+@click.option("--topic", "topics", multiple=True, help="Only these topic ids (repeatable).")
+def evaluate(
+    listings: Path | None,
+    labels: Path | None,
+    days: int,
+    seed: int,
+    plot_path: Path,
+    no_plot: bool,
+    topics: tuple[str, ...],
+) -> None:
+    """Replay simulated subscribers over the labelled sample papers and compare ranking methods."""
+    from digest.demo import DEFAULT_LISTINGS
+    from digest.evaluation import DEFAULT_LABELS, main_evaluate
+
+    try:
+        main_evaluate(
+            listings or DEFAULT_LISTINGS,
+            labels or DEFAULT_LABELS,
+            days=days,
+            seed=seed,
+            plot_path=None if no_plot else plot_path,
+            topics=list(topics) or None,
+            echo=click.echo,
+        )
+    except (ValueError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from None

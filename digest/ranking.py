@@ -45,7 +45,7 @@ WEAK_NEGATIVES = 200
 WEAK_NEGATIVE_WEIGHT = 0.2
 REASON_TERMS = 3
 # Maximal marginal relevance: how much a near-repeat of a chosen paper is penalised, among how many.
-DIVERSITY = 0.3
+DIVERSITY = 0.1
 MMR_POOL = 30
 # A topic is named as typed when the paper carries at least this share of its (idf-weighted) terms.
 TOPIC_MATCH_SHARE = 0.5
@@ -393,12 +393,21 @@ def train_learned(votes: Votes, background: sp.csr_matrix, seed: int = 0) -> sp.
     features = sp.vstack([votes.liked, votes.disliked, sample], format="csr")
     labels = np.r_[np.ones(votes.liked.shape[0]), np.zeros(votes.disliked.shape[0] + sample.shape[0])]
     weights = np.r_[np.ones(votes.count), np.full(sample.shape[0], WEAK_NEGATIVE_WEIGHT)]
+    # Fit on the columns the training papers use, not all 2^20: the solver's cost grows with the width.
+    features.sum_duplicates()
+    used = np.unique(features.indices)
+    narrow = sp.csr_matrix(
+        (features.data, np.searchsorted(used, features.indices), features.indptr),
+        shape=(features.shape[0], len(used)),
+    )
     model = LogisticRegression(C=4.0, class_weight="balanced", solver="liblinear", max_iter=200)
-    model.fit(features, labels, sample_weight=weights)
+    model.fit(narrow, labels, sample_weight=weights)
     coef = model.coef_.ravel().astype(np.float32)
     keep = np.argsort(-np.abs(coef))[:LEARNED_FEATURES_KEPT]
     keep = keep[coef[keep] != 0]
-    learned = sp.csr_matrix((coef[keep], (np.zeros(len(keep), dtype=np.int64), keep)), shape=(1, N_FEATURES))
+    learned = sp.csr_matrix(
+        (coef[keep], (np.zeros(len(keep), dtype=np.int64), used[keep])), shape=(1, N_FEATURES)
+    )
     return _unit_rows(learned)
 
 
