@@ -343,6 +343,13 @@ def _when(moment: Any) -> str:
 )
 @click.option("--no-plot", is_flag=True, help="Do not write the PNG.")
 @click.option("--topic", "topics", multiple=True, help="Only these topic ids (repeatable).")
+@click.option(
+    "--repeats",
+    type=int,
+    default=5,
+    show_default=True,
+    help="Replays with differently shuffled days (seeds seed, seed+1, ...), averaged.",
+)
 def evaluate(
     listings: Path | None,
     labels: Path | None,
@@ -351,6 +358,7 @@ def evaluate(
     plot_path: Path,
     no_plot: bool,
     topics: tuple[str, ...],
+    repeats: int,
 ) -> None:
     """Replay simulated subscribers over the labelled sample papers and compare ranking methods."""
     from digest.demo import DEFAULT_LISTINGS
@@ -365,6 +373,7 @@ def evaluate(
             plot_path=None if no_plot else plot_path,
             topics=list(topics) or None,
             echo=click.echo,
+            repeats=max(1, repeats),
         )
     except (ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None

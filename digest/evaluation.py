@@ -267,20 +267,20 @@ class OursMethod:
         self.space: ranking.FeatureSpace | None = None
         self.corpus: sp.csr_matrix | None = None
         self.similarity: np.ndarray | None = None
+        self.priors: ranking.KeywordProfiles | None = None
 
     def prepare(self, day: Day) -> None:
         self.space = ranking.FeatureSpace.fit(day.texts)
         self.corpus = self.space.transform(day.texts)
+        self.priors = ranking.KeywordProfiles(self.space, self.corpus)
         todays = self.corpus[day.start : day.stop]
         self.similarity = (todays @ todays.T).toarray()
 
     def rank(self, day: Day, subscriber: Subscriber) -> list[int]:
-        if self.space is None or self.corpus is None:
+        if self.space is None or self.corpus is None or self.priors is None:
             raise RuntimeError("prepare() was not called for this day")
-        space, corpus = self.space, self.corpus
-        keyword = ranking.pseudo_feedback(
-            space, space.keyword_vector(parse_topics(subscriber.keywords)), corpus
-        )
+        corpus = self.corpus
+        keyword = self.priors.vector(parse_topics(subscriber.keywords))
         votes = ranking.Votes(corpus[subscriber.more], corpus[subscriber.less])
         learned = (
             ranking.train_learned(votes, corpus, seed=self.seed + subscriber.index)
@@ -524,15 +524,58 @@ def main_evaluate(
     plot_path: Path | None = DEFAULT_PLOT_PATH,
     topics: Sequence[str] | None = None,
     echo: Callable[[str], None] = print,
+    repeats: int = 1,
 ) -> EvaluationResult:
-    """The `digest evaluate` command: replay, print the table, draw the plot when a path is given."""
+    """The `digest evaluate` command: replay, print the table, draw the plot when a path is given.
+
+    With `repeats` > 1 the papers are reshuffled into days with seeds seed, seed+1, ...: one replay has
+    only a dozen subscriber-days on day one, so a single ordering says little about day one alone.
+    """
     labels = read_labels(labels_path)
     papers = read_papers(listings_dir)
-    result = replay(papers, labels, standard_methods(seed), days=days, seed=seed, topics=topics)
-    echo(result.table())
+    results = [
+        replay(papers, labels, standard_methods(s), days=days, seed=s, topics=topics)
+        for s in range(seed, seed + repeats)
+    ]
+    echo(results[0].table())
+    if repeats > 1:
+        echo("")
+        echo(mean_table(results))
     if plot_path is not None:
-        echo(f"plot: {plot(result, plot_path)}")
-    return result
+        echo(f"plot: {plot(results[0], plot_path)}")
+    return results[0]
+
+
+def mean_table(results: Sequence[EvaluationResult]) -> str:
+    """Each method's metrics averaged over replays with different orderings of the papers."""
+    names = list(results[0].methods)
+    header = ("method", "nDCG@10 day 1", "nDCG@10 later", "P@5 day 1", "P@5 later", "ms/subscriber/day")
+    rows = [header]
+    for name in names:
+        runs = [r.methods[name] for r in results]
+        rows.append(
+            (
+                name,
+                f"{np.mean([m.ndcg_first for m in runs]):.3f}",
+                f"{np.mean([m.ndcg_later for m in runs]):.3f}",
+                f"{np.mean([m.precision_first for m in runs]):.3f}",
+                f"{np.mean([m.precision_later for m in runs]):.3f}",
+                f"{np.mean([m.ms_per_subscriber_day for m in runs]):.1f}",
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = [
+        f"mean over {len(results)} orderings of the papers (seeds {results[0].seed}..{results[-1].seed})"
+    ]
+    for index, row in enumerate(rows):
+        lines.append(
+            "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
+        if index == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
 
 
 __all__ = [
