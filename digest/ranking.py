@@ -279,11 +279,6 @@ class Votes:
     liked: sp.csr_matrix
     disliked: sp.csr_matrix
 
-    @classmethod
-    def none(cls) -> Votes:
-        empty = sp.csr_matrix((0, N_FEATURES), dtype=np.float32)
-        return cls(empty, empty)
-
     @property
     def count(self) -> int:
         return int(self.liked.shape[0] + self.disliked.shape[0])
