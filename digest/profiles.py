@@ -70,9 +70,11 @@ def load_votes(
     """Every given subscriber's votes as rows of the space; each voted paper is vectorised once."""
     by_subscriber: dict[int, list[tuple[int, int]]] = defaultdict(list)
     wanted = set(subscriber_ids)
-    for subscriber_id, listing_id, vote in session.execute(
-        select(Feedback.subscriber_id, Feedback.listing_id, Feedback.vote)
-    ):
+    query = select(Feedback.subscriber_id, Feedback.listing_id, Feedback.vote)
+    if len(wanted) <= 500:
+        # Retraining one subscriber must not read everyone's votes; a whole run reads them in one scan.
+        query = query.where(Feedback.subscriber_id.in_(sorted(wanted)))
+    for subscriber_id, listing_id, vote in session.execute(query):
         if subscriber_id in wanted:
             by_subscriber[subscriber_id].append((listing_id, vote))
     listing_ids = sorted({listing_id for pairs in by_subscriber.values() for listing_id, _ in pairs})
