@@ -13,10 +13,13 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, selectinload
 
 from digest.db import transaction
@@ -145,7 +148,9 @@ def plan_day(services: Services, digest_date: date, *, now: datetime | None = No
         return plan
     with transaction(services.sessions) as session:
         digest_rows = session.execute(
-            insert(Digest).returning(Digest.id, Digest.subscriber_id, sort_by_parameter_order=True),
+            _insert_new(session, Digest, ["subscriber_id", "digest_date"]).returning(
+                Digest.id, Digest.subscriber_id
+            ),
             [
                 {
                     "subscriber_id": subscriber_id,
@@ -157,26 +162,31 @@ def plan_day(services: Services, digest_date: date, *, now: datetime | None = No
                 for subscriber_id in chosen_for
             ],
         ).all()
-        session.execute(
-            insert(DigestItem),
-            [
-                {
-                    "digest_id": digest_id,
-                    "subscriber_id": subscriber_id,
-                    "listing_id": listing_id,
-                    "rank": rank,
-                    "score": score,
-                    "reason": reason,
-                    "section": section,
-                }
-                for digest_id, subscriber_id in digest_rows
-                for rank, (listing_id, score, reason, section) in enumerate(
-                    chosen_for[subscriber_id], start=1
-                )
-            ],
-        )
+        items = [
+            {
+                "digest_id": digest_id,
+                "subscriber_id": subscriber_id,
+                "listing_id": listing_id,
+                "rank": rank,
+                "score": score,
+                "reason": reason,
+                "section": section,
+            }
+            for digest_id, subscriber_id in digest_rows
+            for rank, (listing_id, score, reason, section) in enumerate(chosen_for[subscriber_id], start=1)
+        ]
+        if items:
+            session.execute(_insert_new(session, DigestItem, ["subscriber_id", "listing_id"]), items)
         plan.to_send.extend(digest_id for digest_id, _ in digest_rows)
+        plan.already_sent += len(chosen_for) - len(digest_rows)
     return plan
+
+
+def _insert_new(session: Session, model: type[Digest | DigestItem], unique: list[str]) -> Any:
+    """An INSERT that skips rows a concurrent run already wrote, so two runs for one date plan once."""
+    dialect = session.get_bind().dialect.name
+    statement = (postgresql_insert if dialect == "postgresql" else sqlite_insert)(model)
+    return statement.on_conflict_do_nothing(index_elements=unique)
 
 
 def _count_new(session: Session, since: datetime, now: datetime) -> int:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import time
 import unicodedata
 from collections import Counter, defaultdict
@@ -207,7 +208,8 @@ class FeatureSpace:
         """Write the space under its version, then point `current` at it: readers never see half a model."""
         directory.mkdir(parents=True, exist_ok=True)
         target = directory / f"space-{self.version}.npz"
-        temporary = directory / f".space-{self.version}.{os.getpid()}.tmp.npz"
+        unique = secrets.token_hex(6)  # writers in other threads and processes never share a temp file
+        temporary = directory / f".space-{self.version}.{unique}.tmp.npz"
         np.savez_compressed(
             temporary,
             idf=self.idf,
@@ -216,7 +218,7 @@ class FeatureSpace:
             ),
         )
         os.replace(temporary, target)
-        pointer = directory / f".current.{os.getpid()}.tmp"
+        pointer = directory / f".current.{unique}.tmp"
         pointer.write_text(target.name, encoding="utf-8")
         os.replace(pointer, directory / "current")
         return target

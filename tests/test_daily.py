@@ -208,3 +208,30 @@ def test_trending_today_lists_the_most_upvoted_papers_not_already_picked(
     assert "Rank-adaptive LoRA" in picks and "Rank-adaptive LoRA" not in trending, "never twice in one email"
     assert "Protein folding with attention" in trending
     assert "Trending today" not in texts["quiet@example.org"]
+
+
+def test_two_runs_planning_the_same_day_at_once_send_each_digest_once(
+    any_services: Services, tmp_path: Path
+) -> None:
+    services = any_services
+    ingest(services, tmp_path, LORA, T0 - timedelta(hours=1))
+    for n in range(8):
+        add_subscriber(services, f"reader{n}@example.org", "LoRA")
+    plans = []
+    barrier = threading.Barrier(2)
+
+    def run() -> None:
+        barrier.wait()
+        plans.append(plan_day(services, DAY, now=T0))
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(plans) == 2, "neither run crashed on the other's rows"
+    with services.sessions() as session:
+        assert len(session.scalars(select(Digest.id)).all()) == 8
+    for plan in plans:
+        send_digests(services, plan.to_send)
+    assert len(outbox(services)) == 8
