@@ -34,6 +34,7 @@ from digest.listing_formats import ParsedListing, SourceLine, parse_listing_text
 from digest.models import Digest, DigestItem, Subscriber, SubscriberStatus
 from digest.rendering import Renderer, inline_css
 from digest.services import Services
+from digest.tables import text_table
 
 TOPICS = [
     "LoRA",
@@ -426,11 +427,7 @@ def main() -> None:
     rows += _scoring_in_child(args.scoring_subscribers, args.scoring_listings, args.scoring_corpus, 0.02)
     header = ("stage", "size", "seconds", "rate")
     table = [header] + [(r.stage, r.size, f"{r.seconds:.2f}", r.rate) for r in rows]
-    widths = [max(len(str(line[i])) for line in table) for i in range(4)]
-    for index, line in enumerate(table):
-        print(" | ".join(str(cell).ljust(w) for cell, w in zip(line, widths, strict=True)))
-        if index == 0:
-            print("-|-".join("-" * w for w in widths))
+    print("\n".join(text_table(table, separator=" | ")))
     print(f"\npeak memory (max RSS of this process): {peak_rss_mb():,.0f} MB")
 
 

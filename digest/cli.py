@@ -288,6 +288,7 @@ def sources_status() -> None:
     """Each source's last success and whether it is quiet (normal) or stale / failing (look at it)."""
     from digest.health import source_health
     from digest.models import utcnow
+    from digest.tables import text_table
 
     with _services() as services, services.sessions() as session:
         report = source_health(session, utcnow(), services.settings.extra_holidays)
@@ -306,9 +307,7 @@ def sources_status() -> None:
                 h.detail,
             )
         )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-    for r in rows:
-        click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1])
+    click.echo("\n".join(text_table(rows, rule=False)))
     if any(h.state in ("stale", "failing") for h in report):
         sys.exit(1)
 

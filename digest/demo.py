@@ -16,6 +16,7 @@ from digest.ingest import ingest_paths
 from digest.models import Digest, DigestItem, utcnow
 from digest.services import Services
 from digest.subscriptions import subscribe
+from digest.tables import text_table
 
 MARKER = ".digest-demo"
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -116,8 +117,5 @@ def _print_table(services: Services, echo: Callable[[str], None]) -> None:
                     _shorten(item.listing.title, 70),
                 )
             )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for index, r in enumerate(rows):
-        echo("  ".join(cell.ljust(width) for cell, width in zip(r, widths, strict=True)).rstrip())
-        if index == 0:
-            echo("  ".join("-" * width for width in widths))
+    for line in text_table(rows):
+        echo(line)

@@ -31,6 +31,7 @@ from sklearn.svm import LinearSVC
 from digest import ranking
 from digest.listing_formats import ParsedListing, SourceLine, normalize_title, parse_listing_text
 from digest.subscriptions import parse_topics
+from digest.tables import text_table
 
 SHOWN = 10
 PRECISION_AT = 5
@@ -389,21 +390,11 @@ class EvaluationResult:
             )
             for m in self.methods.values()
         ]
-        widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-
-        def line(row: Sequence[str]) -> str:
-            return "  ".join(
-                cell.ljust(width) if i == 0 else cell.rjust(width)
-                for i, (cell, width) in enumerate(zip(row, widths, strict=True))
-            )
-
         out = [
             f"{self.papers} labelled papers in {self.days} days of {min(self.batch_sizes)}-"
             f"{max(self.batch_sizes)}; {len(self.subscribers)} simulated subscribers "
             f"({', '.join(self.subscribers)}); seed {self.seed}",
-            line(header),
-            line(["-" * w for w in widths]),
-            *(line(row) for row in rows),
+            *text_table([header, *rows], right_aligned=range(1, len(header))),
             "shared work per day (vectorizer fit, similarity): "
             + ", ".join(f"{m.name} {m.shared_ms_per_day:.0f} ms" for m in self.methods.values()),
         ]
@@ -563,18 +554,10 @@ def mean_table(results: Sequence[EvaluationResult]) -> str:
                 f"{np.mean([m.ms_per_subscriber_day for m in runs]):.1f}",
             )
         )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = [
-        f"mean over {len(results)} orderings of the papers (seeds {results[0].seed}..{results[-1].seed})"
+        f"mean over {len(results)} orderings of the papers (seeds {results[0].seed}..{results[-1].seed})",
+        *text_table(rows, right_aligned=range(1, len(header))),
     ]
-    for index, row in enumerate(rows):
-        lines.append(
-            "  ".join(
-                c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
-            )
-        )
-        if index == 0:
-            lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
 
