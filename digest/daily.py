@@ -399,12 +399,12 @@ def send_digests(services: Services, digest_ids: Sequence[int]) -> dict[int, Sen
                     _finish(services, digest_id, error=f"not sent: subscriber is {subscriber.status.value}")
                     results[digest_id] = SendResult.FAILED
                     continue
-                rendered = services.renderer.render("digest", digest_context(services, row))
+                context = digest_context(services, row)
                 message = build_message(
                     services.settings,
                     to=subscriber.email,
-                    rendered=rendered,
-                    unsubscribe_url=services.links.unsubscribe_url(subscriber.public_id),
+                    rendered=services.renderer.render("digest", context),
+                    unsubscribe_url=str(context["unsubscribe_url"]),
                 )
             try:
                 if connection is None:
