@@ -12,6 +12,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
@@ -32,7 +33,7 @@ BACKGROUND_PAPERS = 2000
 def current_space(services: Services, *, force: bool = False) -> FeatureSpace:
     """The saved space, refit first when there is none or the corpus has grown by REFIT_GROWTH."""
     directory = services.settings.data_dir / "models"
-    space = None if force else FeatureSpace.load(directory)
+    space = None if force else _load(directory)
     with services.sessions() as session:
         stored = int(session.scalar(select(func.count()).select_from(Listing)) or 0)
         if space is not None and stored <= space.n_docs * (1 + REFIT_GROWTH):
@@ -46,6 +47,25 @@ def current_space(services: Services, *, force: bool = False) -> FeatureSpace:
         space = FeatureSpace.fit(texts)
     space.save(directory)
     log.info("feature space refit on %d listings (version %s)", space.n_docs, space.version)
+    return space
+
+
+_loaded: dict[Path, tuple[str, FeatureSpace]] = {}
+
+
+def _load(directory: Path) -> FeatureSpace | None:
+    """The saved space, read from disk only when `current` names another file than last time: a worker
+    retraining on every vote would otherwise decompress the same IDF array for each one."""
+    pointer = directory / "current"
+    if not pointer.exists():
+        return None
+    name = pointer.read_text(encoding="utf-8").strip()
+    cached = _loaded.get(directory)
+    if cached is not None and cached[0] == name:
+        return cached[1]
+    space = FeatureSpace.load(directory)
+    if space is not None:
+        _loaded[directory] = (name, space)
     return space
 
 
