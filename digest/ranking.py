@@ -312,6 +312,7 @@ class KeywordProfiles:
         self._row_of: dict[str, int] = {}
         self._rows: list[sp.csr_matrix] = []
         self._stacked: sp.csr_matrix | None = None
+        self._products: tuple[tuple[int, int], np.ndarray, np.ndarray] | None = None
 
     def _topic_row(self, topic: str) -> int:
         key = topic.casefold().strip()
@@ -350,13 +351,20 @@ class KeywordProfiles:
         whose size grows with every subscriber's terms.
         """
         indices = [[self._topic_row(t) for t in topics] for topics in topic_lists]
-        stacked = sp.vstack(self._rows, format="csr") if self._rows else sp.csr_matrix((0, N_FEATURES))
-        self._stacked = stacked
         membership = np.zeros((len(topic_lists), len(self._rows)), dtype=np.float32)
         for subscriber, rows in enumerate(indices):
             membership[subscriber, rows] = 1.0
-        doc_topic = np.asarray((docs @ stacked.T).toarray(), dtype=np.float32)
-        gram = np.asarray((stacked @ stacked.T).toarray(), dtype=np.float32)
+        key = (id(docs), len(self._rows))
+        if self._products is None or self._products[0] != key:
+            # Once per run, plus once more for each block that brings topics no earlier block had.
+            if self._stacked is None:
+                self._stacked = (
+                    sp.vstack(self._rows, format="csr") if self._rows else sp.csr_matrix((0, N_FEATURES))
+                )
+            doc_topic = np.asarray((docs @ self._stacked.T).toarray(), dtype=np.float32)
+            gram = np.asarray((self._stacked @ self._stacked.T).toarray(), dtype=np.float32)
+            self._products = (key, doc_topic, gram)
+        _, doc_topic, gram = self._products
         norms = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", membership, gram, membership), 0))
         norms[norms == 0] = 1.0
         return (doc_topic @ membership.T) / norms[None, :]
