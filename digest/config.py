@@ -15,6 +15,7 @@ from datetime import date
 from email.utils import parseaddr
 from pathlib import Path
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 
 class ConfigError(ValueError):
@@ -32,8 +33,25 @@ class Settings:
     mail_from: str
     digest_size: int = 10
     first_digest_lookback_days: int = 7
-    send_hour_utc: int = 6
+    # New subscribers' delivery hour and time zone until they choose their own.
+    default_send_hour: int = 6
+    default_timezone: str = "UTC"
     queue: str = "digest"
+    # Messages per second across every worker (a shared token bucket in Redis); 0 means no cap.
+    send_rate: float = 0.0
+    # A temporary failure is retried after base, 2×base, 4×base... seconds, up to max_attempts sends.
+    retry_base_seconds: int = 300
+    max_attempts: int = 5
+    # This many digests in a row that never got through (4xx until we gave up) suppress the address.
+    soft_bounce_limit: int = 3
+    # How often the beat claims due subscribers and sends what is ready.
+    tick_seconds: int = 120
+    # A batch claimed for sending but not finished after this long is reconciled by the next tick.
+    send_lease_seconds: int = 900
+    # DKIM signing, when a private key file is given.
+    dkim_key_file: Path | None = None
+    dkim_selector: str = "digest"
+    list_id: str = ""
     # Days arXiv announces nothing beyond weekends and the holidays `digest.health` knows.
     extra_holidays: frozenset[date] = frozenset()
 
@@ -50,6 +68,11 @@ class Settings:
     def mail_domain(self) -> str:
         return parseaddr(self.mail_from)[1].rpartition("@")[2] or "localhost"
 
+    @property
+    def list_id_header(self) -> str:
+        """RFC 2919 List-Id: lets mail clients and filters recognise every digest as one list."""
+        return self.list_id or f"Paper digest <digest.{self.mail_domain}>"
+
 
 def _positive_int(env: Mapping[str, str], name: str, default: int, upper: int) -> int:
     raw = env.get(name)
@@ -62,6 +85,38 @@ def _positive_int(env: Mapping[str, str], name: str, default: int, upper: int) -
     if not 0 <= value <= upper:
         raise ConfigError(f"{name} must be between 0 and {upper}, got {value}")
     return value
+
+
+def _positive_float(env: Mapping[str, str], name: str, default: float, upper: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if not 0 <= value <= upper:
+        raise ConfigError(f"{name} must be between 0 and {upper}, got {value}")
+    return value
+
+
+def _timezone(env: Mapping[str, str], name: str, default: str) -> str:
+    value = (env.get(name) or default).strip()
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"{name} must be an IANA time zone such as Europe/Berlin; got {value!r}") from None
+    return value
+
+
+def _dkim_key(env: Mapping[str, str]) -> Path | None:
+    raw = env.get("DIGEST_DKIM_KEY_FILE")
+    if not raw:
+        return None
+    path = Path(raw).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"DIGEST_DKIM_KEY_FILE names {raw!r}, which is not a readable file")
+    return path
 
 
 def _load_or_create_secret(data_dir: Path) -> str:
@@ -116,6 +171,12 @@ def _queue_name(value: str) -> str:
     return value
 
 
+def _selector(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,62})", value):
+        raise ConfigError(f"DIGEST_DKIM_SELECTOR must be a DNS label such as 'digest2026'; got {value!r}")
+    return value
+
+
 def get_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Build settings from `env` (the process environment by default)."""
     env = os.environ if env is None else env
@@ -159,7 +220,19 @@ def get_settings(env: Mapping[str, str] | None = None) -> Settings:
         mail_from=mail_from,
         digest_size=_positive_int(env, "DIGEST_SIZE", 10, 100) or 10,
         first_digest_lookback_days=_positive_int(env, "DIGEST_FIRST_LOOKBACK_DAYS", 7, 365),
-        send_hour_utc=_positive_int(env, "DIGEST_SEND_HOUR_UTC", 6, 23),
+        default_send_hour=_positive_int(
+            env, "DIGEST_SEND_HOUR", _positive_int(env, "DIGEST_SEND_HOUR_UTC", 6, 23), 23
+        ),
+        default_timezone=_timezone(env, "DIGEST_TIMEZONE", "UTC"),
         queue=_queue_name(env.get("DIGEST_QUEUE") or "digest"),
+        send_rate=_positive_float(env, "DIGEST_SEND_RATE", 0.0, 100_000.0),
+        retry_base_seconds=_positive_int(env, "DIGEST_RETRY_BASE_SECONDS", 300, 86_400),
+        max_attempts=_positive_int(env, "DIGEST_MAX_ATTEMPTS", 5, 50) or 1,
+        soft_bounce_limit=_positive_int(env, "DIGEST_SOFT_BOUNCE_LIMIT", 3, 100) or 1,
+        tick_seconds=_positive_int(env, "DIGEST_TICK_SECONDS", 120, 3600) or 1,
+        send_lease_seconds=_positive_int(env, "DIGEST_SEND_LEASE_SECONDS", 900, 86_400) or 1,
+        dkim_key_file=_dkim_key(env),
+        dkim_selector=_selector(env.get("DIGEST_DKIM_SELECTOR") or "digest"),
+        list_id=(env.get("DIGEST_LIST_ID") or "").strip(),
         extra_holidays=_dates(env, "DIGEST_EXTRA_HOLIDAYS"),
     )

@@ -40,7 +40,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "ingest-due-sources": {"task": "digest.ingest_due", "schedule": 60.0},
             "daily-digest": {
                 "task": "digest.run_day",
-                "schedule": crontab(hour=settings.send_hour_utc, minute=0),
+                "schedule": crontab(hour=settings.default_send_hour, minute=0),
             },
         },
     }
