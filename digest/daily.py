@@ -1,60 +1,103 @@
-"""One day's digests: choose each subscriber's papers, then render and send each email.
+"""A day of digests: open them, choose their papers, queue the sends, and say what happened.
 
-Planning writes a `Digest` row (with its chosen items) per subscriber before anything is sent, and
-commits; only then are the ids handed to the dispatcher. Sending claims a row with a compare-and-set
-on its status, so a digest queued twice, or a run repeated for the same date, is sent once.
+`tick` is what the beat runs every few minutes: it settles sends a dead worker left behind, opens the
+digests of subscribers whose delivery time has come, ranks them, and queues the sends in batches. A
+send task is queued only after the transaction that made its digest ready has committed.
+`run_day` is the operator's (and the demo's) way to send everyone a digest for one date right now.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from enum import StrEnum
-from typing import Any
 
-import numpy as np
-import scipy.sparse as sp
-from sqlalchemy import func, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy import or_, select, update
 
 from digest.db import transaction
-from digest.delivery import DeliveryError, MailConnection, build_message
 from digest.health import source_health
-from digest.models import (
-    Digest,
-    DigestItem,
-    DigestStatus,
-    Listing,
-    Subscriber,
-    SubscriberStatus,
-    Vote,
-    utcnow,
-)
-from digest.profiles import background_sample, current_space, learned_vectors, load_votes, store_learned
-from digest.ranking import (
-    Explainer,
-    KeywordProfiles,
-    can_learn,
-    choose_block,
-    listing_text,
-    profile,
-    scores,
-    train_learned,
-)
-from digest.rendering import trim_abstract
+from digest.models import Digest, DigestStatus, Subscriber, utcnow
+from digest.planning import Opened, Planned, open_day, open_due, plan_pending
+from digest.sending import Reconciled, SendResult, digest_context, reconcile, send_digests
 from digest.services import Dispatcher, Services
 
-SCORING_BLOCK = 5000
-# Below this cosine a paper is a weak match, not worth a reader's time.
-MIN_SCORE = 0.05
-TRENDING_SIZE = 3
-# Up to this many new listings, their pairwise similarity is kept for diversity (16 MB at 2,000).
-MMR_MAX_DOCS = 2000
+__all__ = [
+    "DayPlan",
+    "RunSummary",
+    "SendResult",
+    "TickReport",
+    "digest_context",
+    "plan_day",
+    "queue_ready",
+    "run_day",
+    "send_digests",
+    "tick",
+]
+
+
+@dataclass
+class TickReport:
+    reconciled: list[Reconciled] = field(default_factory=list)
+    opened: Opened = field(default_factory=Opened)
+    planned: Planned = field(default_factory=Planned)
+    queued: int = 0
+
+
+def _queue(services: Services, dispatcher: Dispatcher, digest_ids: list[int], now: datetime) -> int:
+    """Mark the digests queued, commit, and only then hand them to the dispatcher."""
+    if not digest_ids:
+        return 0
+    with transaction(services.sessions) as session:
+        session.execute(
+            update(Digest)
+            .where(Digest.id.in_(digest_ids))
+            .values(queued_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    dispatcher.send_digests(digest_ids)
+    return len(digest_ids)
+
+
+def queue_ready(services: Services, dispatcher: Dispatcher, now: datetime) -> int:
+    """Queue planned digests that are due a (re)try and not already sitting in the queue.
+
+    A queue mark older than the lease means the task was lost (a broker restart, say) and it is queued
+    again; the send's own claim makes a duplicate task harmless.
+    """
+    stale = now - timedelta(seconds=services.settings.send_lease_seconds)
+    with transaction(services.sessions) as session:
+        ready = list(
+            session.scalars(
+                update(Digest)
+                .where(
+                    Digest.status == DigestStatus.PENDING,
+                    Digest.planned_at.is_not(None),
+                    or_(Digest.next_attempt_at.is_(None), Digest.next_attempt_at <= now),
+                    or_(Digest.queued_at.is_(None), Digest.queued_at < stale),
+                )
+                .values(queued_at=now)
+                .returning(Digest.id)
+                .execution_options(synchronize_session=False)
+            ).all()
+        )
+    if ready:
+        dispatcher.send_digests(sorted(ready))
+    return len(ready)
+
+
+def tick(services: Services, dispatcher: Dispatcher, *, now: datetime | None = None) -> TickReport:
+    now = now or utcnow()
+    report = TickReport(reconciled=reconcile(services, now))
+    report.opened = open_due(services, now)
+    queued: list[int] = []
+
+    def queue_block(ids: list[int]) -> None:
+        queued.extend(ids)
+        _queue(services, dispatcher, ids, now)
+
+    report.planned = plan_pending(services, now, on_planned=queue_block)
+    report.queued = len(queued) + queue_ready(services, dispatcher, now)
+    return report
 
 
 @dataclass
@@ -63,7 +106,6 @@ class DayPlan:
     subscribers: int = 0
     to_send: list[int] = field(default_factory=list)
     nothing_new: int = 0
-    # Listings stored inside the widest candidate window; zero means no subscriber could get anything.
     new_listings: int = 0
     window_start: datetime | None = None
     already_sent: int = 0
@@ -78,125 +120,62 @@ class RunSummary:
     already_sent: int
     failed: int
     not_yet_sent: int
+    bounced: int = 0
+    retrying: int = 0
     failures: list[str] = field(default_factory=list)
     note: str | None = None
 
 
-@dataclass(frozen=True)
-class _Candidate:
-    subscriber_id: int
-    topics: list[str]
-    size: int
-    since: datetime
-    show_trending: bool = True
-
-
 def plan_day(services: Services, digest_date: date, *, now: datetime | None = None) -> DayPlan:
-    """Rank each active subscriber's new listings and store the chosen papers as pending digests."""
+    """Open and rank a digest dated `digest_date` for every active subscriber; returns what to send."""
     now = now or utcnow()
-    settings = services.settings
-    plan = DayPlan(digest_date)
-    first_window_start = now - timedelta(days=settings.first_digest_lookback_days)
-
+    opened = open_day(services, digest_date, now)
+    planned = plan_pending(services, now)
+    plan = DayPlan(digest_date, new_listings=planned.new_listings, window_start=planned.window_start)
     with services.sessions() as session:
-        subscribers = session.execute(
-            select(Subscriber.id, Subscriber.topics, Subscriber.digest_size, Subscriber.show_trending)
-            .where(Subscriber.status == SubscriberStatus.ACTIVE)
-            .order_by(Subscriber.id)
+        statuses = session.execute(
+            select(Digest.id, Digest.status, Digest.planned_at).where(Digest.digest_date == digest_date)
         ).all()
-        plan.subscribers = len(subscribers)
-        todays = dict(
-            session.execute(
-                select(Digest.subscriber_id, Digest.status).where(Digest.digest_date == digest_date)
-            ).all()
-        )
-        previous_until = dict(
-            session.execute(
-                select(Digest.subscriber_id, func.max(Digest.candidates_until)).group_by(Digest.subscriber_id)
-            ).all()
-        )
-
-        to_rank: list[_Candidate] = []
-        for subscriber_id, topics, size, show_trending in subscribers:
-            status = todays.get(subscriber_id)
-            if status in (DigestStatus.SENT, DigestStatus.SENDING):
-                plan.already_sent += 1
-                continue
-            if status is not None:
-                continue  # pending or failed: re-queued below with the papers already chosen
-            since = previous_until.get(subscriber_id) or first_window_start
-            size = size or settings.digest_size
-            to_rank.append(_Candidate(subscriber_id, list(topics), size, since, bool(show_trending)))
-
-        plan.to_send.extend(
-            session.scalars(
-                select(Digest.id).where(
-                    Digest.digest_date == digest_date,
-                    Digest.status.in_([DigestStatus.PENDING, DigestStatus.FAILED]),
-                )
-            ).all()
-        )
-        if not to_rank:
-            return plan
-        plan.window_start = min(c.since for c in to_rank)
-        plan.new_listings = _count_new(session, plan.window_start, now)
-        picks = _rank(services, session, to_rank, now) if plan.new_listings else {}
-
-    chosen_for = {c.subscriber_id: picks[c.subscriber_id] for c in to_rank if picks.get(c.subscriber_id)}
-    plan.nothing_new = len(to_rank) - len(chosen_for)
-    if not chosen_for:
-        return plan
-    with transaction(services.sessions) as session:
-        digest_rows = session.execute(
-            _insert_new(session, Digest, ["subscriber_id", "digest_date"]).returning(
-                Digest.id, Digest.subscriber_id
-            ),
-            [
-                {
-                    "subscriber_id": subscriber_id,
-                    "digest_date": digest_date,
-                    "status": DigestStatus.PENDING,
-                    "candidates_until": now,
-                    "created_at": now,
-                }
-                for subscriber_id in chosen_for
-            ],
-        ).all()
-        items = [
-            {
-                "digest_id": digest_id,
-                "subscriber_id": subscriber_id,
-                "listing_id": listing_id,
-                "rank": rank,
-                "score": score,
-                "reason": reason,
-                "section": section,
-            }
-            for digest_id, subscriber_id in digest_rows
-            for rank, (listing_id, score, reason, section) in enumerate(chosen_for[subscriber_id], start=1)
-        ]
-        if items:
-            session.execute(_insert_new(session, DigestItem, ["subscriber_id", "listing_id"]), items)
-        plan.to_send.extend(digest_id for digest_id, _ in digest_rows)
-        plan.already_sent += len(chosen_for) - len(digest_rows)
+    fresh = set(opened.digest_ids)
+    for digest_id, status, planned_at in statuses:
+        plan.subscribers += 1
+        if status is DigestStatus.PENDING and planned_at is not None:
+            # An operator's run retries at once; the scheduler's ticks respect the backoff.
+            plan.to_send.append(digest_id)
+        elif status is DigestStatus.EMPTY and digest_id in fresh:
+            plan.nothing_new += 1
+        elif status in (DigestStatus.SENT, DigestStatus.SENDING) or digest_id not in fresh:
+            plan.already_sent += status in (DigestStatus.SENT, DigestStatus.SENDING)
+    plan.to_send.sort()
     return plan
 
 
-def _insert_new(session: Session, model: type[Digest | DigestItem], unique: list[str]) -> Any:
-    """An INSERT that skips rows a concurrent run already wrote, so two runs for one date plan once."""
-    dialect = session.get_bind().dialect.name
-    statement = (postgresql_insert if dialect == "postgresql" else sqlite_insert)(model)
-    return statement.on_conflict_do_nothing(index_elements=unique)
-
-
-def _count_new(session: Session, since: datetime, now: datetime) -> int:
-    return int(
-        session.scalar(
-            select(func.count())
-            .select_from(Listing)
-            .where(Listing.first_seen_at > since, Listing.first_seen_at <= now)
-        )
-        or 0
+def summarize(services: Services, plan: DayPlan) -> RunSummary:
+    with services.sessions() as session:
+        rows = session.execute(
+            select(Digest.status, Digest.error, Subscriber.email)
+            .join(Subscriber, Subscriber.id == Digest.subscriber_id)
+            .where(Digest.id.in_(plan.to_send))
+        ).all()
+    counts: dict[DigestStatus, int] = defaultdict(int)
+    failures = []
+    for status, error, email in rows:
+        counts[status] += 1
+        if status in (DigestStatus.FAILED, DigestStatus.BOUNCED) or (
+            status is DigestStatus.PENDING and error
+        ):
+            failures.append(f"{email}: {error}")
+    return RunSummary(
+        digest_date=plan.digest_date,
+        subscribers=plan.subscribers,
+        sent=counts[DigestStatus.SENT],
+        nothing_new=plan.nothing_new,
+        already_sent=plan.already_sent,
+        failed=counts[DigestStatus.FAILED],
+        bounced=counts[DigestStatus.BOUNCED],
+        retrying=counts[DigestStatus.PENDING],
+        not_yet_sent=counts[DigestStatus.PENDING] + counts[DigestStatus.SENDING],
+        failures=failures,
     )
 
 
@@ -215,246 +194,14 @@ def _why_nothing_new(services: Services, since: datetime, now: datetime) -> str:
     )
 
 
-Pick = tuple[int, float, str, str]  # listing id, score, reason, section
-
-
-def _rank(
-    services: Services, session: Session, candidates: Sequence[_Candidate], now: datetime
-) -> dict[int, list[Pick]]:
-    """Score every candidate subscriber against the new listings, a block of subscribers per product."""
-    space = current_space(services)
-    window_start = min(c.since for c in candidates)
-    window = session.execute(
-        select(Listing.id, Listing.first_seen_at, Listing.title, Listing.abstract, Listing.upvotes)
-        .where(Listing.first_seen_at > window_start, Listing.first_seen_at <= now)
-        .order_by(Listing.id)
-    ).all()
-    if not window:
-        return {}
-    texts = {pos: listing_text(r.title, r.abstract) for pos, r in enumerate(window)}
-    docs = space.transform(texts[pos] for pos in range(len(window)))
-    similarity = (docs @ docs.T).toarray() if len(window) <= MMR_MAX_DOCS else None
-    window_ids = np.array([r.id for r in window], dtype=np.int64)
-    window_seen = np.array([r.first_seen_at.timestamp() for r in window])
-    position_of = {int(listing_id): pos for pos, listing_id in enumerate(window_ids)}
-    trending = [pos for pos, r in sorted(enumerate(window), key=lambda p: -(p[1].upvotes or 0)) if r.upvotes]
-
-    already_sent: dict[int, list[int]] = defaultdict(list)
-    for subscriber_id, listing_id in session.execute(
-        select(DigestItem.subscriber_id, DigestItem.listing_id)
-        .join(Listing, Listing.id == DigestItem.listing_id)
-        .where(Listing.first_seen_at > window_start)
-    ):
-        if listing_id in position_of:
-            already_sent[subscriber_id].append(position_of[listing_id])
-
-    votes = load_votes(session, space, [c.subscriber_id for c in candidates])
-    learned = learned_vectors(session, {sid: v.key for sid, v in votes.items()})
-    background = background_sample(session, space)
-    stale = [sid for sid, v in votes.items() if can_learn(v.votes) and sid not in learned]
-    for subscriber_id in stale:
-        # Normally the vote's own task has retrained already; this only catches up on missed ones.
-        vector = train_learned(votes[subscriber_id].votes, background, seed=subscriber_id)
-        if vector is not None:
-            learned[subscriber_id] = vector
-            with transaction(services.sessions) as write:
-                store_learned(write, subscriber_id, votes[subscriber_id].key, vector)
-
-    keyword_profiles = KeywordProfiles(space, background)
-    explainer = Explainer(space, texts, docs)
-    picks: dict[int, list[Pick]] = {}
-    for start in range(0, len(candidates), SCORING_BLOCK):
-        block = candidates[start : start + SCORING_BLOCK]
-        block_scores = keyword_profiles.scores(docs, [c.topics for c in block])
-        moved = {
-            column: profile(
-                keyword_profiles.vector(c.topics), votes[c.subscriber_id].votes, learned.get(c.subscriber_id)
-            )
-            for column, c in enumerate(block)
-            if c.subscriber_id in votes
-        }
-        if moved:
-            columns = sorted(moved)
-            block_scores[:, columns] = scores(docs, sp.vstack([moved[c] for c in columns], format="csr"))
-        allowed_block = window_seen[:, None] > np.array([c.since.timestamp() for c in block])[None, :]
-        for column, c in enumerate(block):
-            allowed_block[already_sent.get(c.subscriber_id, []), column] = False
-        chosen_by_size = {
-            size: choose_block(block_scores, allowed_block, similarity, size, threshold=MIN_SCORE)
-            for size in {c.size for c in block}
-        }
-        for column, candidate in enumerate(block):
-            best = chosen_by_size[candidate.size][column]
-            if not best:
-                continue
-            vector = moved.get(column)
-            allowed = allowed_block[:, column]
-            mine = votes.get(candidate.subscriber_id)
-            liked = mine.liked_titles if mine else []
-            chosen: list[Pick] = [
-                (
-                    int(window_ids[pos]),
-                    score,
-                    explainer.reason(pos, candidate.topics, vector, liked),
-                    "picks",
-                )
-                for pos, score in best
-            ]
-            if candidate.show_trending:
-                taken = {pos for pos, _ in best}
-                for pos in [p for p in trending if p not in taken and allowed[p]][:TRENDING_SIZE]:
-                    upvotes = window[pos].upvotes
-                    chosen.append(
-                        (
-                            int(window_ids[pos]),
-                            float(block_scores[pos, column]),
-                            f"{upvotes} upvotes today",
-                            "trending",
-                        )
-                    )
-            picks[candidate.subscriber_id] = chosen
-    return picks
-
-
-class SendResult(StrEnum):
-    SENT = "sent"
-    FAILED = "failed"
-    SKIPPED = "skipped"
-
-
-def _claim(services: Services, digest_id: int) -> bool:
-    """Take a digest for sending; False when another worker (or an earlier run) already has it."""
-    with transaction(services.sessions) as session:
-        claimed = session.execute(
-            update(Digest)
-            .where(Digest.id == digest_id, Digest.status.in_([DigestStatus.PENDING, DigestStatus.FAILED]))
-            .values(status=DigestStatus.SENDING, error=None)
-            .execution_options(synchronize_session=False)
-        )
-        return bool(claimed.rowcount == 1)  # type: ignore[attr-defined]
-
-
-def _finish(
-    services: Services, digest_id: int, *, message_id: str | None = None, error: str | None = None
-) -> None:
-    with transaction(services.sessions) as session:
-        values: dict[str, object]
-        if error is None:
-            values = {"status": DigestStatus.SENT, "sent_at": utcnow(), "message_id": message_id}
-        else:
-            values = {"status": DigestStatus.FAILED, "error": error[:2000]}
-        session.execute(update(Digest).where(Digest.id == digest_id).values(**values))
-
-
-def digest_context(services: Services, row: Digest) -> dict[str, object]:
-    links = services.links
-    subscriber = row.subscriber
-
-    def entries(section: str) -> list[dict[str, object]]:
-        return [
-            {
-                "rank": rank,
-                "title": item.listing.title,
-                "url": item.listing.url,
-                "abstract": trim_abstract(item.listing.abstract),
-                "reason": item.reason,
-                "authors": list(item.listing.authors or []),
-                "more_url": links.feedback_url(subscriber.public_id, item.listing_id, Vote.MORE),
-                "less_url": links.feedback_url(subscriber.public_id, item.listing_id, Vote.LESS),
-            }
-            for rank, item in enumerate((i for i in row.items if i.section == section), start=1)
-        ]
-
-    return {
-        "subscriber_email": subscriber.email,
-        "topics": list(subscriber.topics),
-        "digest_date": row.digest_date,
-        "items": entries("picks"),
-        "trending": entries("trending"),
-        "unsubscribe_url": links.unsubscribe_url(subscriber.public_id),
-        "preferences_url": links.preferences_url(subscriber.public_id),
-    }
-
-
-def send_digests(services: Services, digest_ids: Sequence[int]) -> dict[int, SendResult]:
-    """Send a batch over one mail connection, opened only once there is something to send."""
-    results: dict[int, SendResult] = {}
-    with ExitStack() as stack:
-        connection: MailConnection | None = None
-        for digest_id in digest_ids:
-            if not _claim(services, digest_id):
-                results[digest_id] = SendResult.SKIPPED
-                continue
-            with services.sessions() as session:
-                row = session.scalars(
-                    select(Digest)
-                    .where(Digest.id == digest_id)
-                    .options(
-                        selectinload(Digest.subscriber),
-                        selectinload(Digest.items).selectinload(DigestItem.listing),
-                    )
-                ).one()
-                subscriber = row.subscriber
-                if subscriber.status != SubscriberStatus.ACTIVE:
-                    _finish(services, digest_id, error=f"not sent: subscriber is {subscriber.status.value}")
-                    results[digest_id] = SendResult.FAILED
-                    continue
-                context = digest_context(services, row)
-                message = build_message(
-                    services.settings,
-                    to=subscriber.email,
-                    rendered=services.renderer.render("digest", context),
-                    unsubscribe_url=str(context["unsubscribe_url"]),
-                )
-            try:
-                if connection is None:
-                    connection = stack.enter_context(services.mailer.open())
-                connection.send(message)
-            except DeliveryError as exc:
-                kind = "permanent" if exc.permanent else "temporary"
-                _finish(services, digest_id, error=f"{kind} delivery failure: {exc}")
-                results[digest_id] = SendResult.FAILED
-                if connection is None or not exc.permanent:
-                    # The connection itself is gone; the rest stay pending for the next attempt.
-                    break
-                continue
-            _finish(services, digest_id, message_id=str(message["Message-ID"]))
-            results[digest_id] = SendResult.SENT
-    return results
-
-
-def summarize(services: Services, plan: DayPlan) -> RunSummary:
-    with services.sessions() as session:
-        rows = session.execute(
-            select(Digest.status, Digest.error, Subscriber.email)
-            .join(Subscriber, Subscriber.id == Digest.subscriber_id)
-            .where(Digest.id.in_(plan.to_send))
-        ).all()
-    counts: dict[DigestStatus, int] = defaultdict(int)
-    failures = []
-    for status, error, email in rows:
-        counts[status] += 1
-        if status == DigestStatus.FAILED:
-            failures.append(f"{email}: {error}")
-    return RunSummary(
-        digest_date=plan.digest_date,
-        subscribers=plan.subscribers,
-        sent=counts[DigestStatus.SENT],
-        nothing_new=plan.nothing_new,
-        already_sent=plan.already_sent,
-        failed=counts[DigestStatus.FAILED],
-        not_yet_sent=counts[DigestStatus.PENDING] + counts[DigestStatus.SENDING],
-        failures=failures,
-    )
-
-
 def run_day(
     services: Services, digest_date: date, dispatcher: Dispatcher, *, now: datetime | None = None
 ) -> RunSummary:
     now = now or utcnow()
+    reconcile(services, now)
     plan = plan_day(services, digest_date, now=now)
     if plan.to_send:
-        dispatcher.send_digests(plan.to_send)
+        _queue(services, dispatcher, plan.to_send, now)
     summary = summarize(services, plan)
     if plan.window_start is not None and plan.new_listings == 0:
         summary.note = _why_nothing_new(services, plan.window_start, now)

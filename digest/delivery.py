@@ -13,8 +13,9 @@ import re
 import secrets
 import smtplib
 import ssl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import policy
 from email.errors import HeaderParseError
@@ -30,6 +31,7 @@ from digest.models import Subscriber, SubscriberStatus
 from digest.rendering import RenderedEmail
 
 if TYPE_CHECKING:
+    from digest.dkim import DkimSigner
     from digest.services import Services
 
 SMTP_TIMEOUT_SECONDS = 30.0
@@ -43,12 +45,41 @@ WIRE_POLICY = policy.SMTP.clone(max_line_length=998)
 
 
 class DeliveryError(Exception):
-    """A message was not accepted. `permanent` is True when sending it again cannot succeed."""
+    """A message was not accepted. `permanent` is True when sending it again cannot succeed.
 
-    def __init__(self, message: str, *, permanent: bool, recipient: str | None = None) -> None:
+    `bounce` marks a permanent refusal of this recipient or this message (not of our session), which is
+    what suppresses an address; `connection_lost` tells the sender to open a new connection before the
+    next message.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        permanent: bool,
+        recipient: str | None = None,
+        connection_lost: bool = False,
+        bounce: bool = False,
+    ) -> None:
         super().__init__(message)
         self.permanent = permanent
         self.recipient = recipient
+        self.connection_lost = connection_lost
+        self.bounce = bounce
+
+
+@dataclass(frozen=True)
+class OutgoingMail:
+    """A message as it goes on the wire: envelope plus the exact (possibly signed) bytes."""
+
+    sender: str
+    recipient: str
+    message_id: str
+    data: bytes
+
+
+# Gmail clips a message whose HTML is larger than about 102 KB, hiding the unsubscribe link at the bottom.
+HTML_LIMIT_BYTES = 100_000
 
 
 def _checked_recipient(to: str) -> str:
@@ -89,9 +120,12 @@ def build_message(
     message["Subject"] = rendered.subject
     message["Date"] = format_datetime(datetime.now(UTC))
     message["Message-ID"] = make_msgid(domain=settings.mail_domain)
+    # RFC 3834: tells vacation responders and other robots not to answer.
+    message["Auto-Submitted"] = "auto-generated"
     if unsubscribe_url is not None:
         if any(c in unsubscribe_url for c in "\r\n<> "):
             raise ValueError(f"unsubscribe URL cannot go in a header: {unsubscribe_url!r}")
+        message["List-Id"] = settings.list_id_header
         message["List-Unsubscribe"] = f"<{unsubscribe_url}>"
         message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message.set_content(rendered.text, subtype="plain", charset="utf-8", cte=_BODY_ENCODING)
@@ -100,9 +134,22 @@ def build_message(
     return message
 
 
+def prepare(message: EmailMessage, signer: DkimSigner | None = None) -> OutgoingMail:
+    """Serialise once, and sign the exact bytes that will be sent."""
+    data = message.as_bytes(policy=WIRE_POLICY)
+    if signer is not None:
+        data = signer.sign(data)
+    sender = parseaddr(str(message["From"] or ""))[1]
+    return OutgoingMail(sender, _recipient_of(message), str(message["Message-ID"] or ""), data)
+
+
 class MailConnection(Protocol):
-    def send(self, message: EmailMessage) -> None:
-        """Deliver one message or raise DeliveryError."""
+    def send(self, mail: OutgoingMail, handing_over: Callable[[], None] | None = None) -> None:
+        """Deliver one message or raise DeliveryError.
+
+        `handing_over` is called at the last moment the message certainly has not left (before the final
+        "." of SMTP DATA), so a caller can record that anything after it may have been delivered.
+        """
         ...
 
 
@@ -143,11 +190,10 @@ class _OutboxConnection:
     def __init__(self, outbox_dir: Path) -> None:
         self.outbox_dir = outbox_dir
 
-    def send(self, message: EmailMessage) -> None:
-        recipient = _recipient_of(message)
-        data = message.as_bytes(policy=WIRE_POLICY)
-        message_id = str(message["Message-ID"] or "")
-        digest = hashlib.sha256((message_id or data.decode("ascii", "replace")).encode()).hexdigest()[:10]
+    def send(self, mail: OutgoingMail, handing_over: Callable[[], None] | None = None) -> None:
+        recipient = mail.recipient
+        data = mail.data
+        digest = hashlib.sha256(mail.message_id.encode() or data).hexdigest()[:10]
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         safe_recipient = re.sub(r"[^A-Za-z0-9@._+-]", "_", recipient)[:100] or "unknown"
         final = self.outbox_dir / f"{stamp}-{safe_recipient}-{digest}.eml"
@@ -157,6 +203,8 @@ class _OutboxConnection:
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
+            if handing_over is not None:
+                handing_over()
             os.replace(temporary, final)
             _fsync_dir(self.outbox_dir)
         except OSError as exc:
@@ -253,24 +301,22 @@ def _text(reply: bytes | str) -> str:
 
 
 class _SmtpConnection:
+    """One SMTP session; each message is its own MAIL/RCPT/DATA transaction, as smtplib would do it, but
+    with the final "." sent separately so the caller can record the moment the message may have left."""
+
     def __init__(self, client: smtplib.SMTP, server: str) -> None:
         self.client = client
         self.server = server
 
-    def send(self, message: EmailMessage) -> None:
-        recipient = _recipient_of(message)
-        sender = parseaddr(str(message["From"] or ""))[1]
+    def send(self, mail: OutgoingMail, handing_over: Callable[[], None] | None = None) -> None:
+        recipient = mail.recipient
         try:
-            refused = self.client.send_message(message, from_addr=sender, to_addrs=[recipient])
-        except smtplib.SMTPRecipientsRefused as exc:
-            code, reply = next(iter(exc.recipients.values()), (0, b"no reply"))
-            raise self._error(recipient, code, reply, "refused the recipient") from exc
-        except smtplib.SMTPResponseException as exc:
-            raise self._error(recipient, exc.smtp_code, exc.smtp_error, "refused the message") from exc
+            self._transaction(mail, handing_over)
+        except DeliveryError:
+            raise
         except smtplib.SMTPServerDisconnected as exc:
             raise self._lost(recipient, exc) from exc
         except smtplib.SMTPException as exc:
-            # What is left is the server lacking something the message needs (such as SMTPUTF8).
             raise DeliveryError(
                 f"{self.server} cannot take the message to {recipient}: {exc}",
                 permanent=True,
@@ -278,23 +324,60 @@ class _SmtpConnection:
             ) from exc
         except OSError as exc:  # after the SMTP ones, which are OSErrors too
             raise self._lost(recipient, exc) from exc
-        if refused:
-            code, reply = next(iter(refused.values()))
-            raise self._error(recipient, code, reply, "refused the recipient")
+
+    def _transaction(self, mail: OutgoingMail, handing_over: Callable[[], None] | None) -> None:
+        client = self.client
+        recipient = mail.recipient
+        client.ehlo_or_helo_if_needed()
+        code, reply = client.mail(mail.sender)
+        if code != 250:
+            self._reset()
+            raise self._refused(recipient, code, reply, "refused the sender for", bounce=False)
+        code, reply = client.rcpt(recipient)
+        if code not in (250, 251):
+            self._reset()
+            raise self._refused(recipient, code, reply, "refused the recipient")
+        code, reply = client.docmd("DATA")
+        if code != 354:
+            self._reset()
+            raise self._refused(recipient, code, reply, "refused the data for")
+        body = _DOT_AT_LINE_START.sub(b"..", mail.data)
+        if not body.endswith(b"\r\n"):
+            body += b"\r\n"
+        client.send(body)
+        if handing_over is not None:
+            handing_over()
+        client.send(b".\r\n")
+        code, reply = client.getreply()
+        if code != 250:
+            raise self._refused(recipient, code, reply, "refused the message to")
+
+    def _reset(self) -> None:
+        with suppress(smtplib.SMTPException, OSError):
+            self.client.rset()
 
     def _lost(self, recipient: str, exc: OSError) -> DeliveryError:
         return DeliveryError(
             f"lost the connection to {self.server} while sending to {recipient}: {exc or type(exc).__name__}",
             permanent=False,
             recipient=recipient,
+            connection_lost=True,
         )
 
-    def _error(self, recipient: str, code: int, reply: bytes | str, what: str) -> DeliveryError:
+    def _refused(
+        self, recipient: str, code: int, reply: bytes | str, what: str, *, bounce: bool = True
+    ) -> DeliveryError:
+        # 421 means the server is closing the session, whatever stage it answered at.
         return DeliveryError(
             f"{self.server} {what} {recipient}: {code} {_text(reply)}",
             permanent=code >= 500,
             recipient=recipient,
+            connection_lost=code == 421 or code < 200,
+            bounce=bounce and code >= 500,
         )
+
+
+_DOT_AT_LINE_START = re.compile(rb"(?m)^\.")
 
 
 def make_mailer(settings: Settings) -> Mailer:
@@ -322,6 +405,8 @@ def send_confirmation(services: Services, subscriber_id: int) -> str:
         }
     rendered = services.renderer.render("confirm", context)
     message = build_message(services.settings, to=to, rendered=rendered, unsubscribe_url=None)
+    mail = prepare(message, services.dkim)
+    services.rate_limiter.acquire()
     with services.mailer.open() as connection:
-        connection.send(message)
-    return str(message["Message-ID"])
+        connection.send(mail)
+    return mail.message_id

@@ -100,6 +100,14 @@ class SubscriberStatus(enum.StrEnum):
     PENDING = "pending"
     ACTIVE = "active"
     UNSUBSCRIBED = "unsubscribed"
+    # Suppressed after a hard bounce or repeated soft ones: mailing a dead address hurts our reputation.
+    BOUNCED = "bounced"
+
+
+class Cadence(enum.StrEnum):
+    DAILY = "daily"
+    WEEKLY = "weekly"
+    PAUSED = "paused"
 
 
 class Subscriber(Base):
@@ -120,6 +128,21 @@ class Subscriber(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Delivery schedule, in the subscriber's own time zone.
+    send_hour: Mapped[int] = mapped_column(SmallInteger, default=6)
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    cadence: Mapped[Cadence] = mapped_column(
+        Enum(Cadence, native_enum=False, length=10, values_callable=lambda e: [m.value for m in e]),
+        default=Cadence.DAILY,
+    )
+    # 0 is Monday, as in `date.weekday()`; used by the weekly cadence.
+    weekly_day: Mapped[int] = mapped_column(SmallInteger, default=0)
+    # When the next digest is due, in UTC; NULL until the scheduler works it out.
+    next_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    # Digests in a row that never got through because the mailbox kept deferring them.
+    soft_bounces: Mapped[int] = mapped_column(SmallInteger, default=0)
+    bounced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    bounce_reason: Mapped[str | None] = mapped_column(String(500))
 
 
 class Vote(enum.IntEnum):
@@ -141,10 +164,16 @@ class Feedback(Base):
 
 
 class DigestStatus(enum.StrEnum):
+    # Waiting to be ranked (planned_at is NULL) or to be sent (possibly after a retry delay).
     PENDING = "pending"
     SENDING = "sending"
     SENT = "sent"
+    # Given up: cannot be sent, or temporary failures until the attempts ran out.
     FAILED = "failed"
+    # The mail server refused the address for good.
+    BOUNCED = "bounced"
+    # Nothing new was worth sending; the row still marks the day as done.
+    EMPTY = "empty"
 
 
 class Digest(Base):
@@ -159,6 +188,7 @@ class Digest(Base):
     status: Mapped[DigestStatus] = mapped_column(
         Enum(DigestStatus, native_enum=False, length=20, values_callable=lambda e: [m.value for m in e]),
         default=DigestStatus.PENDING,
+        index=True,
     )
     # Listings first stored after this moment are candidates for the subscriber's next digest.
     candidates_until: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -166,6 +196,16 @@ class Digest(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     message_id: Mapped[str | None] = mapped_column(String(300))
     error: Mapped[str | None] = mapped_column(Text)
+    # When its papers were chosen; NULL while the digest waits to be ranked.
+    planned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When a worker took the row for ranking or sending; a claim older than the lease is taken over.
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When a send task was queued for it, so each tick does not queue the backlog again.
+    queued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set just before the final "." of the SMTP DATA: after that moment the message may have left.
+    handed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(SmallInteger, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     subscriber: Mapped[Subscriber] = relationship()
     items: Mapped[list[DigestItem]] = relationship(

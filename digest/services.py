@@ -21,7 +21,9 @@ from digest.links import Links
 
 if TYPE_CHECKING:
     from digest.delivery import Mailer
+    from digest.dkim import DkimSigner
     from digest.fetching import HttpClient
+    from digest.ratelimit import RateLimiter
     from digest.rendering import Renderer
 
 
@@ -63,6 +65,18 @@ class Services:
         from digest.delivery import make_mailer
 
         return make_mailer(self.settings)
+
+    @cached_property
+    def rate_limiter(self) -> RateLimiter:
+        from digest.ratelimit import make_rate_limiter
+
+        return make_rate_limiter(self.settings)
+
+    @cached_property
+    def dkim(self) -> DkimSigner | None:
+        from digest.dkim import DkimSigner
+
+        return DkimSigner.from_settings(self.settings)
 
     @cached_property
     def http(self) -> HttpClient:

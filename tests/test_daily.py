@@ -160,7 +160,9 @@ def test_a_subscriber_who_leaves_before_the_send_gets_nothing(any_services: Serv
     assert outbox(services) == []
 
 
-def test_an_smtp_outage_fails_the_digest_and_a_rerun_sends_it(any_services: Services, tmp_path: Path) -> None:
+def test_an_smtp_outage_leaves_the_digest_to_retry_and_a_rerun_sends_it(
+    any_services: Services, tmp_path: Path
+) -> None:
     services = any_services
     ingest(services, tmp_path, LORA, T0 - timedelta(hours=1))
     add_subscriber(services, "patient@example.org", "LoRA")
@@ -170,10 +172,13 @@ def test_an_smtp_outage_fails_the_digest_and_a_rerun_sends_it(any_services: Serv
         sessions=services.sessions,
     )
     failed = run_day(down, DAY, InlineDispatcher(down), now=T0)
-    assert (failed.sent, failed.failed) == (0, 1)
+    assert (failed.sent, failed.failed, failed.retrying) == (0, 0, 1)
     assert "patient@example.org" in failed.failures[0]
+    assert "Connection refused" in failed.failures[0]
     with services.sessions() as session:
-        assert session.scalars(select(Digest.status)).one() == DigestStatus.FAILED
+        row = session.scalars(select(Digest)).one()
+        assert (row.status, row.attempts) == (DigestStatus.PENDING, 1)
+        assert row.next_attempt_at is not None
 
     retried = run_day(services, DAY, InlineDispatcher(services), now=T0 + timedelta(minutes=10))
     assert (retried.sent, retried.failed) == (1, 0)

@@ -22,6 +22,7 @@ from digest.delivery import (
     SmtpMailer,
     build_message,
     make_mailer,
+    prepare,
     send_confirmation,
 )
 from digest.models import Subscriber, SubscriberStatus
@@ -55,7 +56,7 @@ def test_a_message_through_a_real_smtp_server_keeps_headers_and_parts(
         unsubscribe_url=UNSUBSCRIBE,
     )
     with SmtpMailer(smtp_sink.url).open() as connection:
-        connection.send(message)
+        connection.send(prepare(message))
 
     (received,) = smtp_sink.to("reader@example.org")
     assert smtp_sink.envelopes == [("digest@example.org", ["reader@example.org"])]
@@ -85,7 +86,7 @@ def test_a_long_unsubscribe_url_stays_a_plain_header_a_mail_client_can_read(
     long_url = "https://digest.example.org/unsubscribe/" + "Ab3_-" * 30 + ".signature-part-of-the-token"
     message = build_message(settings, to="reader@example.org", rendered=rendered(), unsubscribe_url=long_url)
     with SmtpMailer(smtp_sink.url).open() as connection:
-        connection.send(message)
+        connection.send(prepare(message))
     (raw,) = smtp_sink.raw
     assert f"\r\nList-Unsubscribe: <{long_url}>\r\n".encode() in raw
     assert b"=?utf-8?" not in raw.split(b"\r\n\r\n", 1)[0].split(b"Subject:")[0]
@@ -140,7 +141,9 @@ def test_several_messages_share_one_connection(
     recipients = [f"reader{n}@example.org" for n in range(5)]
     with SmtpMailer(url).open() as connection:
         for to in recipients:
-            connection.send(build_message(settings, to=to, rendered=rendered(), unsubscribe_url=UNSUBSCRIBE))
+            connection.send(
+                prepare(build_message(settings, to=to, rendered=rendered(), unsubscribe_url=UNSUBSCRIBE))
+            )
     assert [str(m["To"]) for _, m in server.received] == recipients
     assert len({peer for peer, _ in server.received}) == 1
 
@@ -153,12 +156,15 @@ def test_a_refused_recipient_is_permanent_and_the_connection_goes_on(
     with SmtpMailer(url).open() as connection:
         with pytest.raises(DeliveryError) as refused:
             connection.send(
-                build_message(settings, to="gone@example.org", rendered=rendered(), unsubscribe_url=None)
+                prepare(
+                    build_message(settings, to="gone@example.org", rendered=rendered(), unsubscribe_url=None)
+                )
             )
         connection.send(
-            build_message(settings, to="fine@example.org", rendered=rendered(), unsubscribe_url=None)
+            prepare(build_message(settings, to="fine@example.org", rendered=rendered(), unsubscribe_url=None))
         )
     assert refused.value.permanent is True
+    assert refused.value.bounce is True
     assert refused.value.recipient == "gone@example.org"
     assert "gone@example.org" in str(refused.value) and "550 5.1.1 No such user here" in str(refused.value)
     assert [str(m["To"]) for _, m in server.received] == ["fine@example.org"]
@@ -169,9 +175,11 @@ def test_a_temporary_refusal_is_transient(settings: Settings, scripted: tuple[Sc
     server.rcpt_replies["busy@example.org"] = "421 4.3.2 Try again later"
     with SmtpMailer(url).open() as connection, pytest.raises(DeliveryError) as deferred:
         connection.send(
-            build_message(settings, to="busy@example.org", rendered=rendered(), unsubscribe_url=None)
+            prepare(build_message(settings, to="busy@example.org", rendered=rendered(), unsubscribe_url=None))
         )
     assert deferred.value.permanent is False
+    assert deferred.value.bounce is False
+    assert deferred.value.connection_lost is True  # 421: the server is closing the session
     assert "busy@example.org" in str(deferred.value) and "421 4.3.2 Try again later" in str(deferred.value)
 
 
@@ -185,9 +193,10 @@ def test_a_refused_message_body_follows_the_reply_code(
     server.data_reply = reply
     with SmtpMailer(url).open() as connection, pytest.raises(DeliveryError) as refused:
         connection.send(
-            build_message(settings, to="r@example.org", rendered=rendered(), unsubscribe_url=None)
+            prepare(build_message(settings, to="r@example.org", rendered=rendered(), unsubscribe_url=None))
         )
     assert refused.value.permanent is permanent
+    assert refused.value.bounce is permanent
     assert reply in str(refused.value) and "r@example.org" in str(refused.value)
 
 
@@ -236,7 +245,9 @@ def test_credentials_in_the_url_are_percent_decoded_and_used(settings: Settings)
         mailer = SmtpMailer(f"smtp://user%40example.org:p%40ss%3Aw%2Frd@127.0.0.1:{port}", timeout=5)
         with mailer.open() as connection:
             connection.send(
-                build_message(settings, to="r@example.org", rendered=rendered(), unsubscribe_url=None)
+                prepare(
+                    build_message(settings, to="r@example.org", rendered=rendered(), unsubscribe_url=None)
+                )
             )
         bad = SmtpMailer(f"smtp://user%40example.org:wrong@127.0.0.1:{port}", timeout=5)
         with pytest.raises(DeliveryError) as refused, bad.open():
@@ -277,7 +288,7 @@ def test_the_outbox_holds_one_parseable_eml_file_per_message(settings: Settings,
     ]
     with OutboxMailer(outbox).open() as connection:
         for message in messages:
-            connection.send(message)
+            connection.send(prepare(message))
 
     files = sorted(outbox.iterdir())
     assert len(files) == 2 and all(f.suffix == ".eml" for f in files)

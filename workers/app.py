@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
-from celery.schedules import crontab
 
 from digest.config import Settings, get_settings
 from digest.services import Services
@@ -38,10 +37,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "beat_schedule": {
             # Each source has its own interval; this tick only claims the ones that are due.
             "ingest-due-sources": {"task": "digest.ingest_due", "schedule": 60.0},
-            "daily-digest": {
-                "task": "digest.run_day",
-                "schedule": crontab(hour=settings.default_send_hour, minute=0),
-            },
+            # Each subscriber has their own hour and time zone; this tick claims the ones that are due.
+            "deliver-due-digests": {"task": "digest.tick", "schedule": float(settings.tick_seconds)},
         },
     }
 

@@ -30,6 +30,17 @@ def run_day(digest_date: str | None = None) -> dict[str, int]:
     return {"subscribers": summary.subscribers, "queued": summary.sent + summary.not_yet_sent}
 
 
+@app.task(name="digest.tick")
+def tick() -> dict[str, int]:
+    report = daily.tick(services(), CeleryDispatcher())
+    return {
+        "reconciled": len(report.reconciled),
+        "opened": len(report.opened.digest_ids),
+        "planned": report.planned.planned,
+        "queued": report.queued,
+    }
+
+
 @app.task(name="digest.ingest_due")
 def ingest_due() -> list[int]:
     claimed = sources.claim_due_sources(services())

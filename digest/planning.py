@@ -1,0 +1,458 @@
+"""Opening digests and choosing their papers: the rank stage.
+
+A digest row is opened for a subscriber when their delivery is due (or when an operator runs a day by
+hand), before anything is ranked, so a crash between the two loses nothing: an opened digest without
+papers is ranked by the next tick. Both steps claim rows with a compare-and-set update, so two beats,
+two ticks or two `digest run`s never open or rank the same digest twice.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from sqlalchemy import Date, String, and_, func, literal, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from digest.db import transaction
+from digest.models import (
+    Cadence,
+    Digest,
+    DigestItem,
+    DigestStatus,
+    Listing,
+    Subscriber,
+    SubscriberStatus,
+    UTCDateTime,
+)
+from digest.profiles import background_sample, current_space, learned_vectors, load_votes, store_learned
+from digest.ranking import (
+    Explainer,
+    KeywordProfiles,
+    can_learn,
+    choose_block,
+    listing_text,
+    profile,
+    scores,
+    train_learned,
+)
+from digest.schedule import Schedule, digest_date_for, next_slot
+from digest.services import Services
+
+SCORING_BLOCK = 5000
+# Subscribers claimed per statement; keeps parameter lists well inside every backend's limits.
+CLAIM_CHUNK = 5000
+# Below this cosine a paper is a weak match, not worth a reader's time.
+MIN_SCORE = 0.05
+TRENDING_SIZE = 3
+# Up to this many new listings, their pairwise similarity is kept for diversity (16 MB at 2,000).
+MMR_MAX_DOCS = 2000
+
+Pick = tuple[int, float, str, str]  # listing id, score, reason, section
+
+
+def insert_new(session: Session, model: type[Any]) -> Any:
+    """An INSERT that skips rows a concurrent writer already stored (by any unique key)."""
+    dialect = session.get_bind().dialect.name
+    return (postgresql_insert if dialect == "postgresql" else sqlite_insert)(model).on_conflict_do_nothing()
+
+
+def _active() -> Any:
+    return and_(Subscriber.status == SubscriberStatus.ACTIVE, Subscriber.cadence != Cadence.PAUSED)
+
+
+@dataclass
+class Opened:
+    digest_ids: list[int] = field(default_factory=list)
+    scheduled: int = 0
+    # Due subscribers whose digest for that date already existed (a manual run got there first).
+    already_open: int = 0
+
+
+def _schedule_of(row: Any) -> Schedule:
+    return Schedule(Cadence(row.cadence), row.send_hour, row.timezone, row.weekly_day)
+
+
+def schedule_unscheduled(services: Services, now: datetime) -> int:
+    """Give subscribers who just confirmed, resumed or changed their schedule their next delivery time."""
+    total = 0
+    while True:
+        with transaction(services.sessions) as session:
+            rows = session.execute(
+                select(
+                    Subscriber.id,
+                    Subscriber.cadence,
+                    Subscriber.send_hour,
+                    Subscriber.timezone,
+                    Subscriber.weekly_day,
+                )
+                .where(_active(), Subscriber.next_due_at.is_(None))
+                .limit(CLAIM_CHUNK)
+            ).all()
+            groups: dict[datetime, list[int]] = defaultdict(list)
+            for row in rows:
+                slot = next_slot(_schedule_of(row), now)
+                if slot is not None:
+                    groups[slot.due_at].append(row.id)
+            for due_at, ids in groups.items():
+                result = session.execute(
+                    update(Subscriber)
+                    .where(Subscriber.id.in_(ids), Subscriber.next_due_at.is_(None))
+                    .values(next_due_at=due_at)
+                    .execution_options(synchronize_session=False)
+                )
+                total += int(result.rowcount)  # type: ignore[attr-defined]
+        if len(rows) < CLAIM_CHUNK:
+            return total
+
+
+def open_due(services: Services, now: datetime) -> Opened:
+    """Claim every subscriber whose delivery is due and open their digest for the day.
+
+    The claim moves `next_due_at` on to the following slot with a compare-and-set on its old value,
+    grouped by schedule so one UPDATE claims everyone sharing a delivery time; whoever's update
+    changes a row owns that delivery. Each chunk commits its claims together with the digest rows.
+    """
+    opened = Opened(scheduled=schedule_unscheduled(services, now))
+    while True:
+        with transaction(services.sessions) as session:
+            rows = session.execute(
+                select(
+                    Subscriber.id,
+                    Subscriber.next_due_at,
+                    Subscriber.cadence,
+                    Subscriber.send_hour,
+                    Subscriber.timezone,
+                    Subscriber.weekly_day,
+                )
+                .where(_active(), Subscriber.next_due_at <= now)
+                .order_by(Subscriber.next_due_at)
+                .limit(CLAIM_CHUNK)
+            ).all()
+            groups: dict[tuple[datetime, datetime | None, date], list[int]] = defaultdict(list)
+            for row in rows:
+                schedule = _schedule_of(row)
+                slot = next_slot(schedule, now)
+                groups[
+                    (row.next_due_at, slot.due_at if slot else None, digest_date_for(schedule, now))
+                ].append(row.id)
+            claimed: list[tuple[int, date]] = []
+            for (old_due, new_due, digest_date), ids in groups.items():
+                owned = session.scalars(
+                    update(Subscriber)
+                    .where(Subscriber.id.in_(ids), Subscriber.next_due_at == old_due)
+                    .values(next_due_at=new_due)
+                    .returning(Subscriber.id)
+                    .execution_options(synchronize_session=False)
+                ).all()
+                claimed.extend((subscriber_id, digest_date) for subscriber_id in owned)
+            if claimed:
+                new_ids = session.scalars(
+                    insert_new(session, Digest).returning(Digest.id),
+                    [
+                        {
+                            "subscriber_id": subscriber_id,
+                            "digest_date": digest_date,
+                            "status": DigestStatus.PENDING,
+                            "candidates_until": now,
+                            "created_at": now,
+                        }
+                        for subscriber_id, digest_date in claimed
+                    ],
+                ).all()
+                opened.digest_ids.extend(new_ids)
+                opened.already_open += len(claimed) - len(new_ids)
+        if len(rows) < CLAIM_CHUNK:
+            return opened
+
+
+def open_day(services: Services, digest_date: date, now: datetime) -> Opened:
+    """Open a digest dated `digest_date` for every active subscriber at once (`digest run`, the demo)."""
+    with transaction(services.sessions) as session:
+        before = set(session.scalars(select(Digest.id).where(Digest.digest_date == digest_date)).all())
+        session.execute(
+            insert_new(session, Digest).from_select(
+                ["subscriber_id", "digest_date", "status", "candidates_until", "created_at"],
+                select(
+                    Subscriber.id,
+                    literal(digest_date, Date),
+                    literal(DigestStatus.PENDING.value, String(20)),
+                    literal(now, UTCDateTime),
+                    literal(now, UTCDateTime),
+                ).where(_active()),
+            )
+        )
+        after = session.scalars(select(Digest.id).where(Digest.digest_date == digest_date)).all()
+    return Opened(digest_ids=sorted(set(after) - before))
+
+
+@dataclass
+class Planned:
+    planned: int = 0
+    empty: int = 0
+    # Listings stored in the widest candidate window ranked; zero means nobody could get anything.
+    new_listings: int = 0
+    window_start: datetime | None = None
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    digest_id: int
+    subscriber_id: int
+    topics: list[str]
+    size: int
+    since: datetime
+    show_trending: bool = True
+
+
+def plan_pending(
+    services: Services, now: datetime, on_planned: Callable[[list[int]], None] | None = None
+) -> Planned:
+    """Choose the papers of every opened digest that has none yet.
+
+    Each block of subscribers is written (and handed to `on_planned`, which queues the sends) as soon
+    as it is ranked, so the first emails leave while later blocks are still being scored.
+    """
+    report = Planned()
+    candidates = _claim_for_planning(services, now)
+    if not candidates:
+        return report
+    report.window_start = min(c.since for c in candidates)
+    with services.sessions() as session:
+        report.new_listings = _count_new(session, report.window_start, now)
+        ranker = _Ranker(services, session, report.window_start, now) if report.new_listings else None
+        for start in range(0, len(candidates), SCORING_BLOCK):
+            block = candidates[start : start + SCORING_BLOCK]
+            picks = ranker.rank(session, block) if ranker else {}
+            ready = _store_plans(services, block, picks, now)
+            report.planned += len(ready)
+            report.empty += len(block) - len(ready)
+            if ready and on_planned is not None:
+                on_planned(ready)
+    return report
+
+
+def _claim_for_planning(services: Services, now: datetime) -> list[_Candidate]:
+    stale = now - timedelta(seconds=services.settings.send_lease_seconds)
+    settings = services.settings
+    with transaction(services.sessions) as session:
+        claimed = session.execute(
+            update(Digest)
+            .where(
+                Digest.status == DigestStatus.PENDING,
+                Digest.planned_at.is_(None),
+                or_(Digest.claimed_at.is_(None), Digest.claimed_at < stale),
+            )
+            .values(claimed_at=now)
+            .returning(Digest.id, Digest.subscriber_id, Digest.digest_date)
+            .execution_options(synchronize_session=False)
+        ).all()
+        if not claimed:
+            return []
+        # A subscriber with two open digests (a crash, then the next day) gets the older one ranked now.
+        oldest: dict[int, tuple[date, int]] = {}
+        for digest_id, subscriber_id, digest_date in claimed:
+            if subscriber_id not in oldest or (digest_date, digest_id) < oldest[subscriber_id]:
+                oldest[subscriber_id] = (digest_date, digest_id)
+        keep = {digest_id for _, digest_id in oldest.values()}
+        later = [digest_id for digest_id, _, _ in claimed if digest_id not in keep]
+        for start in range(0, len(later), CLAIM_CHUNK):
+            session.execute(
+                update(Digest)
+                .where(Digest.id.in_(later[start : start + CLAIM_CHUNK]))
+                .values(claimed_at=None)
+                .execution_options(synchronize_session=False)
+            )
+        subscriber_ids = sorted(oldest)
+        details: dict[int, Any] = {}
+        previous_until: dict[int, datetime] = {}
+        for start in range(0, len(subscriber_ids), CLAIM_CHUNK):
+            chunk = subscriber_ids[start : start + CLAIM_CHUNK]
+            for row in session.execute(
+                select(
+                    Subscriber.id, Subscriber.topics, Subscriber.digest_size, Subscriber.show_trending
+                ).where(Subscriber.id.in_(chunk))
+            ):
+                details[row.id] = row
+            previous_until.update(
+                session.execute(
+                    select(Digest.subscriber_id, func.max(Digest.candidates_until))
+                    .where(Digest.subscriber_id.in_(chunk), Digest.planned_at.is_not(None))
+                    .group_by(Digest.subscriber_id)
+                ).all()
+            )
+    first_window_start = now - timedelta(days=settings.first_digest_lookback_days)
+    return [
+        _Candidate(
+            digest_id=oldest[subscriber_id][1],
+            subscriber_id=subscriber_id,
+            topics=list(details[subscriber_id].topics),
+            size=details[subscriber_id].digest_size or settings.digest_size,
+            since=previous_until.get(subscriber_id) or first_window_start,
+            show_trending=bool(details[subscriber_id].show_trending),
+        )
+        for subscriber_id in subscriber_ids
+        if subscriber_id in details
+    ]
+
+
+def _store_plans(
+    services: Services, block: Sequence[_Candidate], picks: dict[int, list[Pick]], now: datetime
+) -> list[int]:
+    """Write the chosen items and mark the block planned, in one transaction; returns the digests to send."""
+    ready = [c for c in block if picks.get(c.subscriber_id)]
+    empty = [c.digest_id for c in block if not picks.get(c.subscriber_id)]
+    with transaction(services.sessions) as session:
+        items = [
+            {
+                "digest_id": c.digest_id,
+                "subscriber_id": c.subscriber_id,
+                "listing_id": listing_id,
+                "rank": rank,
+                "score": score,
+                "reason": reason,
+                "section": section,
+            }
+            for c in ready
+            for rank, (listing_id, score, reason, section) in enumerate(picks[c.subscriber_id], start=1)
+        ]
+        if items:
+            session.execute(insert_new(session, DigestItem), items)
+        ids = [c.digest_id for c in ready]
+        for chunk_ids, status in ((ids, DigestStatus.PENDING), (empty, DigestStatus.EMPTY)):
+            for start in range(0, len(chunk_ids), CLAIM_CHUNK):
+                session.execute(
+                    update(Digest)
+                    .where(Digest.id.in_(chunk_ids[start : start + CLAIM_CHUNK]))
+                    .values(status=status, planned_at=now, candidates_until=now, claimed_at=None)
+                    .execution_options(synchronize_session=False)
+                )
+    return ids
+
+
+def _count_new(session: Session, since: datetime, now: datetime) -> int:
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(Listing)
+            .where(Listing.first_seen_at > since, Listing.first_seen_at <= now)
+        )
+        or 0
+    )
+
+
+class _Ranker:
+    """What every block of a run shares: the window's vectors, the similarity between them, trending."""
+
+    def __init__(self, services: Services, session: Session, window_start: datetime, now: datetime) -> None:
+        self.services = services
+        self.space = current_space(services)
+        self.window_start = window_start
+        self.window = session.execute(
+            select(Listing.id, Listing.first_seen_at, Listing.title, Listing.abstract, Listing.upvotes)
+            .where(Listing.first_seen_at > window_start, Listing.first_seen_at <= now)
+            .order_by(Listing.id)
+        ).all()
+        self.texts = {pos: listing_text(r.title, r.abstract) for pos, r in enumerate(self.window)}
+        self.docs = self.space.transform(self.texts[pos] for pos in range(len(self.window)))
+        self.similarity = (self.docs @ self.docs.T).toarray() if len(self.window) <= MMR_MAX_DOCS else None
+        self.window_ids = np.array([r.id for r in self.window], dtype=np.int64)
+        self.window_seen = np.array([r.first_seen_at.timestamp() for r in self.window])
+        self.position_of = {int(listing_id): pos for pos, listing_id in enumerate(self.window_ids)}
+        self.trending = [
+            pos for pos, r in sorted(enumerate(self.window), key=lambda p: -(p[1].upvotes or 0)) if r.upvotes
+        ]
+        self.background = background_sample(session, self.space)
+        self.keyword_profiles = KeywordProfiles(self.space, self.background)
+        self.explainer = Explainer(self.space, self.texts, self.docs)
+
+    def _already_sent(self, session: Session, subscriber_ids: list[int]) -> dict[int, list[int]]:
+        sent: dict[int, list[int]] = defaultdict(list)
+        for subscriber_id, listing_id in session.execute(
+            select(DigestItem.subscriber_id, DigestItem.listing_id)
+            .join(Listing, Listing.id == DigestItem.listing_id)
+            .where(Listing.first_seen_at > self.window_start, DigestItem.subscriber_id.in_(subscriber_ids))
+        ):
+            if listing_id in self.position_of:
+                sent[subscriber_id].append(self.position_of[listing_id])
+        return sent
+
+    def _learned(self, session: Session, subscriber_ids: list[int]) -> tuple[dict[int, Any], dict[int, Any]]:
+        votes = load_votes(session, self.space, subscriber_ids)
+        learned = learned_vectors(session, {sid: v.key for sid, v in votes.items()})
+        for subscriber_id in [sid for sid, v in votes.items() if can_learn(v.votes) and sid not in learned]:
+            # Normally the vote's own task has retrained already; this only catches up on missed ones.
+            vector = train_learned(votes[subscriber_id].votes, self.background, seed=subscriber_id)
+            if vector is not None:
+                learned[subscriber_id] = vector
+                with transaction(self.services.sessions) as write:
+                    store_learned(write, subscriber_id, votes[subscriber_id].key, vector)
+        return votes, learned
+
+    def rank(self, session: Session, block: Sequence[_Candidate]) -> dict[int, list[Pick]]:
+        if not self.window:
+            return {}
+        ids = [c.subscriber_id for c in block]
+        already_sent = self._already_sent(session, ids)
+        votes, learned = self._learned(session, ids)
+        docs = self.docs
+        block_scores = self.keyword_profiles.scores(docs, [c.topics for c in block])
+        moved = {
+            column: profile(
+                self.keyword_profiles.vector(c.topics),
+                votes[c.subscriber_id].votes,
+                learned.get(c.subscriber_id),
+            )
+            for column, c in enumerate(block)
+            if c.subscriber_id in votes
+        }
+        if moved:
+            columns = sorted(moved)
+            block_scores[:, columns] = scores(docs, sp.vstack([moved[c] for c in columns], format="csr"))
+        allowed_block = self.window_seen[:, None] > np.array([c.since.timestamp() for c in block])[None, :]
+        for column, c in enumerate(block):
+            allowed_block[already_sent.get(c.subscriber_id, []), column] = False
+        chosen_by_size = {
+            size: choose_block(block_scores, allowed_block, self.similarity, size, threshold=MIN_SCORE)
+            for size in {c.size for c in block}
+        }
+        picks: dict[int, list[Pick]] = {}
+        for column, candidate in enumerate(block):
+            best = chosen_by_size[candidate.size][column]
+            if not best:
+                continue
+            mine = votes.get(candidate.subscriber_id)
+            chosen: list[Pick] = [
+                (
+                    int(self.window_ids[pos]),
+                    score,
+                    self.explainer.reason(
+                        pos, candidate.topics, moved.get(column), mine.liked_titles if mine else []
+                    ),
+                    "picks",
+                )
+                for pos, score in best
+            ]
+            if candidate.show_trending:
+                chosen.extend(self._trending(block_scores, allowed_block, column, {pos for pos, _ in best}))
+            picks[candidate.subscriber_id] = chosen
+        return picks
+
+    def _trending(
+        self, block_scores: Any, allowed_block: Any, column: int, taken: set[int]
+    ) -> Iterator[Pick]:
+        allowed = allowed_block[:, column]
+        for pos in [p for p in self.trending if p not in taken and allowed[p]][:TRENDING_SIZE]:
+            yield (
+                int(self.window_ids[pos]),
+                float(block_scores[pos, column]),
+                f"{self.window[pos].upvotes} upvotes today",
+                "trending",
+            )

@@ -1,0 +1,420 @@
+"""The send stage: render each planned digest and hand it to the mail server, exactly once.
+
+A batch of digests is claimed with one compare-and-set (pending → sending, stamping `claimed_at`, which
+also serves as the claim's fencing token). Just before the final "." of each SMTP DATA the row records
+`handed_at`: until then the message certainly has not left. A worker killed mid-batch leaves rows in
+`sending`; `reconcile` resends those never handed over and marks the others delivered without resending,
+since the server had the whole message and most likely accepted it. Temporary failures are retried with
+exponential backoff; a permanent refusal of the address is a bounce and suppresses it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from contextlib import AbstractContextManager, suppress
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import selectinload
+
+from digest.db import transaction
+from digest.delivery import DeliveryError, MailConnection, OutgoingMail, build_message, prepare
+from digest.models import Digest, DigestItem, DigestStatus, Subscriber, SubscriberStatus, Vote, utcnow
+from digest.rendering import trim_abstract
+from digest.services import Services
+
+log = logging.getLogger(__name__)
+
+# A batch reopens its connection at most this often before leaving the rest for a later attempt.
+MAX_RECONNECTS = 3
+
+
+class SendResult(StrEnum):
+    SENT = "sent"
+    RETRY = "retry"
+    FAILED = "failed"
+    BOUNCED = "bounced"
+    SKIPPED = "skipped"
+
+
+def digest_context(services: Services, row: Digest) -> dict[str, object]:
+    links = services.links
+    subscriber = row.subscriber
+
+    def entries(section: str) -> list[dict[str, object]]:
+        return [
+            {
+                "rank": rank,
+                "title": item.listing.title,
+                "url": item.listing.url,
+                "abstract": trim_abstract(item.listing.abstract),
+                "reason": item.reason,
+                "authors": list(item.listing.authors or []),
+                "more_url": links.feedback_url(subscriber.public_id, item.listing_id, Vote.MORE),
+                "less_url": links.feedback_url(subscriber.public_id, item.listing_id, Vote.LESS),
+            }
+            for rank, item in enumerate((i for i in row.items if i.section == section), start=1)
+        ]
+
+    return {
+        "subscriber_email": subscriber.email,
+        "topics": list(subscriber.topics),
+        "digest_date": row.digest_date,
+        "items": entries("picks"),
+        "trending": entries("trending"),
+        "unsubscribe_url": links.unsubscribe_url(subscriber.public_id),
+        "preferences_url": links.preferences_url(subscriber.public_id),
+    }
+
+
+def render_digest(services: Services, row: Digest) -> OutgoingMail:
+    context = digest_context(services, row)
+    message = build_message(
+        services.settings,
+        to=row.subscriber.email,
+        rendered=services.renderer.render("digest", context),
+        unsubscribe_url=str(context["unsubscribe_url"]),
+    )
+    return prepare(message, services.dkim)
+
+
+def backoff(settings: Any, attempts: int) -> timedelta:
+    return timedelta(seconds=settings.retry_base_seconds * 2 ** max(0, attempts - 1))
+
+
+class _Connection:
+    """The batch's mail connection, opened on first use and reopened after the server drops it."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.context: AbstractContextManager[MailConnection] | None = None
+        self.connection: MailConnection | None = None
+        self.reconnects = 0
+
+    def get(self) -> MailConnection:
+        if self.connection is None:
+            context = self.services.mailer.open()
+            self.connection = context.__enter__()
+            self.context = context
+        return self.connection
+
+    def drop(self) -> None:
+        context, self.context, self.connection = self.context, None, None
+        if context is not None:
+            with suppress(Exception):
+                context.__exit__(None, None, None)
+        self.reconnects += 1
+
+
+@dataclass
+class _Outcomes:
+    """Row updates collected during a batch and written together, except the ones that must not wait."""
+
+    sent: list[dict[str, object]] = field(default_factory=list)
+    results: dict[int, SendResult] = field(default_factory=dict)
+
+
+def send_digests(services: Services, digest_ids: Sequence[int]) -> dict[int, SendResult]:
+    """Send a batch of planned digests over one mail connection."""
+    now = utcnow()
+    claimed = _claim(services, digest_ids, now)
+    outcomes = _Outcomes(results={digest_id: SendResult.SKIPPED for digest_id in digest_ids})
+    if not claimed:
+        return outcomes.results
+    with services.sessions() as session:
+        rows = session.scalars(
+            select(Digest)
+            .where(Digest.id.in_(claimed))
+            .options(
+                selectinload(Digest.subscriber),
+                selectinload(Digest.items).selectinload(DigestItem.listing),
+            )
+            .order_by(Digest.id)
+        ).all()
+        session.expunge_all()
+    connection = _Connection(services)
+    pending = list(rows)
+    try:
+        while pending:
+            row = pending.pop(0)
+            result = _send_one(services, connection, row, now)
+            if result is None:  # the connection could not be (re)opened: the rest wait for a retry
+                for left in [row, *pending]:
+                    outcomes.results[left.id] = SendResult.RETRY
+                pending = []
+                break
+            outcomes.results[row.id] = result
+            if result is SendResult.SENT:
+                outcomes.sent.append({"id": row.id, "status": DigestStatus.SENT, "sent_at": utcnow()})
+    finally:
+        connection.drop()
+        _record_sent(services, outcomes.sent)
+        unsent = [r for r in rows if outcomes.results[r.id] is SendResult.RETRY and r.handed_at is None]
+        _release_unattempted(services, unsent, now)
+    return outcomes.results
+
+
+def _claim(services: Services, digest_ids: Sequence[int], now: datetime) -> list[int]:
+    """Take the ids still waiting to be sent; another worker (or an earlier run) owns the rest."""
+    if not digest_ids:
+        return []
+    with transaction(services.sessions) as session:
+        return list(
+            session.scalars(
+                update(Digest)
+                .where(
+                    Digest.id.in_(list(digest_ids)),
+                    Digest.status == DigestStatus.PENDING,
+                    Digest.planned_at.is_not(None),
+                )
+                .values(status=DigestStatus.SENDING, claimed_at=now, attempts=Digest.attempts + 1, error=None)
+                .returning(Digest.id)
+                .execution_options(synchronize_session=False)
+            ).all()
+        )
+
+
+def _send_one(
+    services: Services, connection: _Connection, row: Digest, claimed_at: datetime
+) -> SendResult | None:
+    subscriber = row.subscriber
+    if subscriber.status is not SubscriberStatus.ACTIVE:
+        _finish(services, row, DigestStatus.FAILED, f"not sent: subscriber is {subscriber.status.value}")
+        return SendResult.FAILED
+    try:
+        mail = render_digest(services, row)
+    except ValueError as exc:  # an address or a link that cannot go into a message; retrying won't help
+        _finish(services, row, DigestStatus.FAILED, f"could not build the message: {exc}")
+        return SendResult.FAILED
+    handed = False
+
+    def handing_over() -> None:
+        nonlocal handed
+        if not _mark_handed(services, row.id, claimed_at, mail.message_id):
+            raise _ClaimLost(row.id)
+        handed = True
+
+    services.rate_limiter.acquire()
+    try:
+        mailer = connection.get()
+    except DeliveryError as exc:
+        log.warning("cannot open a mail connection: %s", exc)
+        _retry_or_give_up(services, row, f"temporary delivery failure: {exc}", soft_bounce=False)
+        return None
+    try:
+        mailer.send(mail, handing_over)
+    except _ClaimLost:
+        log.warning("digest %d was reconciled by another worker; not sending it from this batch", row.id)
+        return SendResult.SKIPPED
+    except DeliveryError as exc:
+        if exc.connection_lost:
+            connection.drop()
+        if exc.bounce:
+            _bounce(services, row, str(exc))
+            return SendResult.BOUNCED
+        if exc.permanent:
+            _finish(services, row, DigestStatus.FAILED, f"permanent delivery failure: {exc}")
+            return SendResult.FAILED
+        # A 4xx naming the recipient is the mailbox deferring us; a dropped connection says nothing about it.
+        result = _retry_or_give_up(
+            services, row, f"temporary delivery failure: {exc}", soft_bounce=not exc.connection_lost
+        )
+        if exc.connection_lost and connection.reconnects > MAX_RECONNECTS:
+            return None if result is SendResult.RETRY else result
+        return result
+    if not handed:
+        # Mailers without a hand-over point (none today) still record the Message-ID.
+        _mark_handed(services, row.id, claimed_at, mail.message_id)
+    return SendResult.SENT
+
+
+class _ClaimLost(Exception):
+    """The row is no longer this worker's to send: a reconcile took it over after the lease ran out."""
+
+
+def _mark_handed(services: Services, digest_id: int, claimed_at: datetime, message_id: str) -> bool:
+    with transaction(services.sessions) as session:
+        result = session.execute(
+            update(Digest)
+            .where(
+                Digest.id == digest_id, Digest.status == DigestStatus.SENDING, Digest.claimed_at == claimed_at
+            )
+            .values(handed_at=utcnow(), message_id=message_id)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def _record_sent(services: Services, sent: list[dict[str, object]]) -> None:
+    if not sent:
+        return
+    with transaction(services.sessions) as session:
+        session.execute(update(Digest), sent)
+        subscriber_ids = select(Digest.subscriber_id).where(Digest.id.in_([s["id"] for s in sent]))
+        session.execute(
+            update(Subscriber)
+            .where(Subscriber.id.in_(subscriber_ids), Subscriber.soft_bounces > 0)
+            .values(soft_bounces=0)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def _release_unattempted(services: Services, rows: list[Digest], now: datetime) -> None:
+    """Digests of a batch whose turn never came back to pending, to be picked up by a later tick."""
+    for row in rows:
+        with transaction(services.sessions) as session:
+            session.execute(
+                update(Digest)
+                .where(Digest.id == row.id, Digest.status == DigestStatus.SENDING, Digest.handed_at.is_(None))
+                .values(
+                    status=DigestStatus.PENDING,
+                    claimed_at=None,
+                    queued_at=None,
+                    next_attempt_at=now + backoff(services.settings, row.attempts),
+                    error=row.error or "not attempted: the mail server could not be reached",
+                )
+                .execution_options(synchronize_session=False)
+            )
+
+
+def _finish(services: Services, row: Digest, status: DigestStatus, error: str) -> None:
+    with transaction(services.sessions) as session:
+        session.execute(
+            update(Digest)
+            .where(Digest.id == row.id)
+            .values(status=status, error=error[:2000], handed_at=None, claimed_at=None)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def _retry_or_give_up(services: Services, row: Digest, error: str, *, soft_bounce: bool) -> SendResult:
+    settings = services.settings
+    row.error = error[:2000]
+    if row.attempts < settings.max_attempts:
+        with transaction(services.sessions) as session:
+            session.execute(
+                update(Digest)
+                .where(Digest.id == row.id)
+                .values(
+                    status=DigestStatus.PENDING,
+                    error=row.error,
+                    handed_at=None,
+                    claimed_at=None,
+                    queued_at=None,
+                    next_attempt_at=utcnow() + backoff(settings, row.attempts),
+                )
+                .execution_options(synchronize_session=False)
+            )
+        return SendResult.RETRY
+    with transaction(services.sessions) as session:
+        session.execute(
+            update(Digest)
+            .where(Digest.id == row.id)
+            .values(
+                status=DigestStatus.FAILED,
+                error=f"gave up after {row.attempts} attempts; last: {error}"[:2000],
+                handed_at=None,
+                claimed_at=None,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        if soft_bounce:
+            subscriber = session.get(Subscriber, row.subscriber_id)
+            if subscriber is not None:
+                subscriber.soft_bounces += 1
+                if subscriber.soft_bounces >= settings.soft_bounce_limit:
+                    _suppress(
+                        subscriber,
+                        f"{subscriber.soft_bounces} digests in a row deferred until we gave up; "
+                        f"last: {error}",
+                    )
+    return SendResult.FAILED
+
+
+def _bounce(services: Services, row: Digest, error: str) -> None:
+    with transaction(services.sessions) as session:
+        session.execute(
+            update(Digest)
+            .where(Digest.id == row.id)
+            .values(status=DigestStatus.BOUNCED, error=error[:2000], handed_at=None, claimed_at=None)
+            .execution_options(synchronize_session=False)
+        )
+        subscriber = session.get(Subscriber, row.subscriber_id)
+        if subscriber is not None:
+            _suppress(subscriber, error)
+
+
+def _suppress(subscriber: Subscriber, reason: str) -> None:
+    subscriber.status = SubscriberStatus.BOUNCED
+    subscriber.bounced_at = utcnow()
+    subscriber.bounce_reason = reason[:500]
+    subscriber.next_due_at = None
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    digest_id: int
+    email: str
+    resent: bool
+    explanation: str
+
+
+def reconcile(services: Services, now: datetime | None = None) -> list[Reconciled]:
+    """Settle digests left in `sending` by a worker that stopped (killed, crashed, lost its host).
+
+    A row never handed over certainly did not leave, so it goes back to pending and is sent again. A row
+    handed over may have been delivered; resending risks a duplicate, so it is recorded as sent and the
+    explanation says that its delivery was assumed, not confirmed.
+    """
+    now = now or utcnow()
+    stale = now - timedelta(seconds=services.settings.send_lease_seconds)
+    settled: list[Reconciled] = []
+    with transaction(services.sessions) as session:
+        stuck = session.execute(
+            select(Digest.id, Digest.handed_at, Digest.claimed_at, Subscriber.email)
+            .join(Subscriber, Subscriber.id == Digest.subscriber_id)
+            .where(Digest.status == DigestStatus.SENDING, Digest.claimed_at < stale)
+        ).all()
+        for digest_id, handed_at, claimed_at, email in stuck:
+            if handed_at is None:
+                explanation = (
+                    f"the worker that claimed it at {claimed_at:%Y-%m-%d %H:%M:%S} UTC stopped before "
+                    "handing "
+                    "it to the mail server, so it certainly did not leave; it will be sent again"
+                )
+                values: dict[str, object] = {
+                    "status": DigestStatus.PENDING,
+                    "claimed_at": None,
+                    "queued_at": None,
+                    "error": f"reconciled: {explanation}",
+                }
+            else:
+                explanation = (
+                    "the worker stopped after handing it to the mail server at "
+                    f"{handed_at:%Y-%m-%d %H:%M:%S} "
+                    "UTC, before recording the reply; it is assumed delivered and not sent again"
+                )
+                values = {
+                    "status": DigestStatus.SENT,
+                    "sent_at": handed_at,
+                    "error": f"reconciled: {explanation}",
+                }
+            result = session.execute(
+                update(Digest)
+                .where(
+                    Digest.id == digest_id,
+                    Digest.status == DigestStatus.SENDING,
+                    Digest.claimed_at == claimed_at,
+                )
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+            if result.rowcount == 1:  # type: ignore[attr-defined]
+                settled.append(Reconciled(digest_id, email, handed_at is None, explanation))
+    for item in settled:
+        log.warning("digest %d to %s reconciled: %s", item.digest_id, item.email, item.explanation)
+    return settled
