@@ -113,17 +113,41 @@ def _fetch_now(services: Services, name: str) -> None:
     "--topics", required=True, help='Comma-separated keywords, e.g. "LoRA, parameter-efficient fine-tuning".'
 )
 @click.option("--confirmed", is_flag=True, help="Skip double opt-in (the address owner asked you directly).")
-def subscribe(email: str, topics: str, confirmed: bool) -> None:
+@click.option(
+    "--cadence", type=click.Choice(["daily", "weekly", "paused"]), default="daily", show_default=True
+)
+@click.option("--hour", type=int, default=None, help="Local delivery hour, 0-23 (default: DIGEST_SEND_HOUR).")
+@click.option(
+    "--timezone", default=None, help="IANA time zone, e.g. Europe/Berlin (default: DIGEST_TIMEZONE)."
+)
+@click.option("--weekday", type=click.IntRange(0, 6), default=0, help="Weekly cadence: 0 is Monday.")
+def subscribe(
+    email: str,
+    topics: str,
+    confirmed: bool,
+    cadence: str,
+    hour: int | None,
+    timezone: str | None,
+    weekday: int,
+) -> None:
     """Subscribe an address (admin path); sends a confirmation email unless --confirmed."""
     from digest.db import transaction
+    from digest.schedule import InvalidSchedule, validated
     from digest.subscriptions import InvalidSubscription
     from digest.subscriptions import subscribe as subscribe_address
 
     with _services() as services:
+        settings = services.settings
         try:
+            schedule = validated(
+                cadence,
+                settings.default_send_hour if hour is None else hour,
+                timezone or settings.default_timezone,
+                weekday,
+            )
             with transaction(services.sessions) as session:
-                result = subscribe_address(session, email, topics, confirmed=confirmed)
-        except InvalidSubscription as exc:
+                result = subscribe_address(session, email, topics, confirmed=confirmed, schedule=schedule)
+        except (InvalidSubscription, InvalidSchedule) as exc:
             raise click.ClickException(str(exc)) from None
         if result.needs_confirmation:
             _celery_dispatcher(services).send_confirmation(result.subscriber_id)
@@ -153,16 +177,26 @@ def run(digest_date: Any) -> None:
         click.echo(
             f"Digest for {day.isoformat()}: {summary.subscribers} subscriber(s), {summary.sent} sent, "
             f"{summary.nothing_new} skipped (nothing new), {summary.already_sent} already sent, "
-            f"{summary.failed} failed."
+            f"{summary.failed} failed, {summary.bounced} bounced, {summary.retrying} to retry."
         )
         if summary.note:
             click.echo(f"Nothing to send: {summary.note}.")
         for failure in summary.failures:
-            click.echo(f"failed: {failure}", err=True)
+            click.echo(f"not delivered: {failure}", err=True)
         if not services.settings.smtp_url and summary.sent:
             click.echo(f"Emails written to {services.settings.outbox_dir}")
-        if summary.failed:
+        if summary.failed or summary.retrying:
             sys.exit(1)
+
+
+@main.command()
+def status() -> None:
+    """Today's sent, failed and bounced digests, the queue depth, and who is due next."""
+    from digest.status import gather, report
+
+    with _services() as services:
+        for line in report(gather(services)):
+            click.echo(line)
 
 
 @main.command()

@@ -81,13 +81,9 @@ def validated(cadence: str, send_hour: int | str, timezone: str, weekly_day: int
 
 
 def _local_moment(day: date, hour: int, tz: ZoneInfo) -> datetime:
-    """`hour` o'clock on `day` in `tz`; in a spring-forward gap this is the first instant after the gap."""
-    naive = datetime.combine(day, time(hour))
-    moment = naive.replace(tzinfo=tz)
-    # A wall time inside the gap does not survive the round trip through UTC; take the later reading.
-    if moment.astimezone(UTC).astimezone(tz).replace(tzinfo=None) != naive:
-        moment = naive.replace(tzinfo=tz, fold=1)
-    return moment
+    """`hour` o'clock on `day` in `tz`. With fold=0 (PEP 495) a wall time that the spring change skips
+    maps to the instant the clocks jump, and one the autumn change repeats maps to its first occurrence."""
+    return datetime.combine(day, time(hour), tzinfo=tz)
 
 
 def next_slot(schedule: Schedule, after: datetime) -> Slot | None:

@@ -385,7 +385,13 @@ def main(argv: list[str] | None = None) -> int:
         args.keep_dir.mkdir(parents=True, exist_ok=True)
     keep_dir: Path | None = args.keep_dir
     delay_ms: float = args.delay_ms
-    asyncio.run(serve(args.host, args.port, args.record, faults=faults, keep_dir=keep_dir, delay_ms=delay_ms))
+    try:
+        asyncio.run(
+            serve(args.host, args.port, args.record, faults=faults, keep_dir=keep_dir, delay_ms=delay_ms)
+        )
+    except OSError as error:  # cannot bind, or cannot open the record: say so without a traceback
+        print(f"digest.sink: {error}", file=sys.stderr)
+        return 1
     return 0
 
 

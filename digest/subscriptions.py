@@ -14,9 +14,11 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from digest.models import Subscriber, SubscriberStatus, utcnow
+from digest.models import Cadence, Subscriber, SubscriberStatus, utcnow
+from digest.schedule import Schedule, next_slot
 
 MAX_TOPICS = 20
+MAX_DIGEST_SIZE = 50
 MAX_TOPIC_LENGTH = 100
 _TOPIC_SEPARATORS = re.compile(r"[,;\r\n]+")
 _SHOWN_INPUT_LENGTH = 60
@@ -93,11 +95,47 @@ def _activate(subscriber: Subscriber) -> None:
     if subscriber.status is not SubscriberStatus.ACTIVE:
         subscriber.status = SubscriberStatus.ACTIVE
         subscriber.confirmed_at = utcnow()
+        subscriber.soft_bounces = 0
+        # The next delivery is worked out from now, not from a time missed while away.
+        _reschedule(subscriber)
     subscriber.unsubscribed_at = None
 
 
+def _reschedule(subscriber: Subscriber) -> None:
+    slot = None
+    if subscriber.status is SubscriberStatus.ACTIVE:
+        schedule = Schedule(
+            Cadence(subscriber.cadence or Cadence.DAILY),
+            subscriber.send_hour if subscriber.send_hour is not None else 6,
+            subscriber.timezone or "UTC",
+            subscriber.weekly_day or 0,
+        )
+        slot = next_slot(schedule, utcnow())
+    subscriber.next_due_at = slot.due_at if slot else None
+
+
+def _apply_schedule(subscriber: Subscriber, schedule: Schedule) -> None:
+    changed = (subscriber.cadence, subscriber.send_hour, subscriber.timezone, subscriber.weekly_day) != (
+        schedule.cadence,
+        schedule.send_hour,
+        schedule.timezone,
+        schedule.weekly_day,
+    )
+    subscriber.cadence = schedule.cadence
+    subscriber.send_hour = schedule.send_hour
+    subscriber.timezone = schedule.timezone
+    subscriber.weekly_day = schedule.weekly_day
+    if changed:
+        _reschedule(subscriber)
+
+
 def subscribe(
-    session: Session, email: str, topics: str | Sequence[str], *, confirmed: bool = False
+    session: Session,
+    email: str,
+    topics: str | Sequence[str],
+    *,
+    confirmed: bool = False,
+    schedule: Schedule | None = None,
 ) -> SubscribeResult:
     """Create or update a subscription by address; `confirmed` is for callers who already proved the mailbox.
 
@@ -113,13 +151,17 @@ def subscribe(
     created = subscriber is None
     if subscriber is None:
         subscriber = Subscriber(email=address, topics=topic_list, status=SubscriberStatus.PENDING)
+        if schedule is not None:
+            _apply_schedule(subscriber, schedule)
         session.add(subscriber)
     elif confirmed or subscriber.status is not SubscriberStatus.ACTIVE:
         subscriber.topics = topic_list
+        if schedule is not None:
+            _apply_schedule(subscriber, schedule)
 
     if confirmed:
         _activate(subscriber)
-    elif subscriber.status is SubscriberStatus.UNSUBSCRIBED:
+    elif subscriber.status in (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED):
         # Anyone can type an address into the form, so coming back needs the mailbox owner's click again.
         subscriber.status = SubscriberStatus.PENDING
         subscriber.confirmed_at = None
@@ -168,5 +210,22 @@ def update_topics(
         subscriber.topics = topic_list
         if show_trending is not None:
             subscriber.show_trending = show_trending
+        session.flush()
+    return subscriber
+
+
+def update_schedule(
+    session: Session, public_id: str, schedule: Schedule, *, digest_size: int | None = None
+) -> Subscriber | None:
+    """Change when (and how much) a subscriber receives; the next delivery is worked out again."""
+    if digest_size is not None and not 1 <= digest_size <= MAX_DIGEST_SIZE:
+        raise InvalidSubscription(
+            "digest_size", f"must be from 1 to {MAX_DIGEST_SIZE} papers, not {digest_size}"
+        )
+    subscriber = find_by_public_id(session, public_id)
+    if subscriber is not None:
+        _apply_schedule(subscriber, schedule)
+        if digest_size is not None:
+            subscriber.digest_size = digest_size
         session.flush()
     return subscriber

@@ -24,7 +24,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from digest import feedback, subscriptions
 from digest.db import transaction
 from digest.links import BadLink
-from digest.models import Listing, Subscriber, SubscriberStatus
+from digest.models import Cadence, Listing, Subscriber, SubscriberStatus
+from digest.schedule import Schedule
 from digest.services import Dispatcher, Services
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,9 @@ def create_app(services: Services, dispatcher: Dispatcher) -> FastAPI:
     pages = Pages(TEMPLATES_DIR)
     links = services.links
     stylesheet = (TEMPLATES_DIR / "style.css").read_text(encoding="utf-8")
+    default_schedule = Schedule(
+        Cadence.DAILY, services.settings.default_send_hour, services.settings.default_timezone
+    )
 
     def retrain_after(result: feedback.VoteResult) -> None:
         """The vote is committed; its effect on the profile is worked out in the background."""
@@ -196,7 +200,9 @@ def create_app(services: Services, dispatcher: Dispatcher) -> FastAPI:
         request: Request, email: Annotated[str, Form()] = "", topics: Annotated[str, Form()] = ""
     ) -> HTMLResponse:
         try:
-            result = in_transaction(lambda s: subscriptions.subscribe(s, email, topics))
+            result = in_transaction(
+                lambda s: subscriptions.subscribe(s, email, topics, schedule=default_schedule)
+            )
         except subscriptions.InvalidSubscription as error:
             return pages.render(
                 request,
