@@ -190,6 +190,21 @@ def run(digest_date: Any) -> None:
 
 
 @main.command()
+def tick() -> None:
+    """Do what the beat does every few minutes: settle stuck sends, claim due subscribers, rank, queue."""
+    from digest.daily import tick as run_tick
+
+    with _services() as services:
+        report = run_tick(services, _celery_dispatcher(services))
+        for item in report.reconciled:
+            click.echo(f"reconciled digest {item.digest_id} to {item.email}: {item.explanation}")
+        click.echo(
+            f"{len(report.opened.digest_ids)} digest(s) opened, {report.planned.planned} ranked with papers, "
+            f"{report.planned.empty} with nothing new, {report.queued} queued to send."
+        )
+
+
+@main.command()
 def status() -> None:
     """Today's sent, failed and bounced digests, the queue depth, and who is due next."""
     from digest.status import gather, report
