@@ -1,0 +1,174 @@
+"""A worker killed with SIGKILL in the middle of sending: after a restart, every subscriber has one email.
+
+Real processes throughout: PostgreSQL, Redis as the broker, `celery worker` with two pool processes, and an
+SMTP sink in a process of its own, so what it received is counted independently of our database.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import redis
+from sqlalchemy import func, insert, select
+
+from digest.config import get_settings
+from digest.daily import tick
+from digest.db import transaction, upgrade
+from digest.models import Digest, DigestStatus, Subscriber, SubscriberStatus, utcnow
+from digest.sending import Reconciled
+from digest.services import Services
+from digest.sink import SinkProcess
+from tests.conftest import REDIS_URL
+from tests.test_daily import LORA, ingest
+from tests.test_worker_integration import BIN
+
+pytestmark = pytest.mark.integration
+
+SUBSCRIBERS = 2000
+LEASE_SECONDS = 4
+
+
+@pytest.fixture
+def sink(tmp_path: Path) -> Iterator[SinkProcess]:
+    # A little latency per message keeps the kill in the middle of the run rather than after it.
+    process = SinkProcess.start(tmp_path / "sink.jsonl", delay_ms=2)
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture
+def env(tmp_path: Path, postgres_url: str, sink: SinkProcess) -> dict[str, str]:
+    try:
+        redis.Redis.from_url(REDIS_URL).ping()
+    except redis.RedisError as exc:
+        pytest.fail(f"Redis at {REDIS_URL} is needed for this test (.ci/run starts it): {exc}")
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+    environment.update(
+        {
+            "DIGEST_DATA_DIR": str(tmp_path / "data"),
+            "DIGEST_DATABASE_URL": postgres_url,
+            "DIGEST_BROKER_URL": REDIS_URL,
+            "DIGEST_SMTP_URL": sink.url,
+            "DIGEST_BASE_URL": "https://digest.example.org",
+            "DIGEST_FROM": "Paper digest <digest@example.org>",
+            "DIGEST_SECRET_KEY": "crash-test-secret-" + uuid.uuid4().hex,
+            "DIGEST_QUEUE": f"digest-crash-{uuid.uuid4().hex[:8]}",
+            "DIGEST_SEND_LEASE_SECONDS": str(LEASE_SECONDS),
+        }
+    )
+    return environment
+
+
+def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [str(BIN / "celery"), "-A", "workers.app", "worker", "--concurrency=2", "--loglevel=INFO"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=Path(__file__).resolve().parents[1],
+            start_new_session=True,  # its own process group, so the kill takes the pool processes too
+        )
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def test_a_worker_killed_mid_send_and_restarted_leaves_exactly_one_email_each(
+    env: dict[str, str], sink: SinkProcess, tmp_path: Path
+) -> None:
+    from workers.app import bind
+    from workers.tasks import CeleryDispatcher
+
+    services = Services.build(get_settings(env))
+    upgrade(services.engine)
+    bind(services)
+    ingest(services, tmp_path, LORA, utcnow() - timedelta(hours=1))
+    emails = [f"reader{n:04d}@example.org" for n in range(SUBSCRIBERS)]
+    with transaction(services.sessions) as session:
+        session.execute(
+            insert(Subscriber),
+            [
+                {
+                    "email": email,
+                    "topics": ["LoRA"],
+                    "status": SubscriberStatus.ACTIVE,
+                    "next_due_at": utcnow() - timedelta(minutes=1),
+                }
+                for email in emails
+            ],
+        )
+
+    first = tick(services, CeleryDispatcher())
+    assert len(first.opened.digest_ids) == SUBSCRIBERS and first.queued == SUBSCRIBERS
+
+    log = tmp_path / "worker.log"
+    worker = start_worker(env, log)
+    try:
+        wait_for(lambda: len(sink.messages()) >= SUBSCRIBERS // 4, 120, "a quarter of the emails")
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=30)
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+    at_kill = len(sink.messages())
+    assert at_kill < SUBSCRIBERS, "the run finished before the kill; the test proves nothing"
+
+    with services.sessions() as session:
+        stuck = session.scalar(select(func.count()).where(Digest.status == DigestStatus.SENDING))
+    assert stuck, "the kill landed between batches; nothing was left in sending"
+
+    worker = start_worker(env, log)
+    reconciled: list[Reconciled] = []
+    try:
+
+        def all_settled() -> bool:
+            reconciled.extend(tick(services, CeleryDispatcher()).reconciled)
+            with services.sessions() as session:
+                unsent = session.scalar(select(func.count()).where(Digest.status != DigestStatus.SENT))
+            return unsent == 0 and len(sink.messages()) >= SUBSCRIBERS
+
+        wait_for(all_settled, 300, "every digest sent after the restart")
+        time.sleep(2)  # anything sent twice would arrive now
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(worker.pid, signal.SIGKILL)
+
+    received = Counter(to for message in sink.messages() for to in message["to"])
+    twice = {email: n for email, n in received.items() if n > 1}
+    missing = set(emails) - set(received)
+    assert not twice, f"sent more than once: {sorted(twice)[:10]}"
+    assert not missing, f"never sent: {sorted(missing)[:10]}"
+    assert len(received) == SUBSCRIBERS
+    assert reconciled, "nothing was reconciled, so the kill did not interrupt a send"
+    assert all(r.resent or "assumed delivered" in r.explanation for r in reconciled)
+    with services.sessions() as session:
+        statuses = Counter(session.scalars(select(Digest.status)).all())
+        message_ids = session.scalars(select(Digest.message_id)).all()
+    assert statuses == {DigestStatus.SENT: SUBSCRIBERS}
+    assert len(set(message_ids)) == SUBSCRIBERS
+    print(
+        f"killed after {at_kill} emails; reconciled {len(reconciled)} "
+        f"({sum(r.resent for r in reconciled)} resent, {sum(not r.resent for r in reconciled)} assumed delivered)"
+    )
+    services.close()
