@@ -22,7 +22,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import selectinload
 
 from digest.db import transaction
-from digest.delivery import DeliveryError, MailConnection, OutgoingMail, build_message, prepare
+from digest.delivery import DeliveryError, MailConnection, OutgoingMail, compose
 from digest.models import Digest, DigestItem, DigestStatus, Subscriber, SubscriberStatus, Vote, utcnow
 from digest.rendering import trim_abstract
 from digest.services import Services
@@ -73,13 +73,13 @@ def digest_context(services: Services, row: Digest) -> dict[str, object]:
 
 def render_digest(services: Services, row: Digest) -> OutgoingMail:
     context = digest_context(services, row)
-    message = build_message(
+    return compose(
         services.settings,
         to=row.subscriber.email,
         rendered=services.renderer.render("digest", context),
         unsubscribe_url=str(context["unsubscribe_url"]),
+        signer=services.dkim,
     )
-    return prepare(message, services.dkim)
 
 
 def backoff(settings: Any, attempts: int) -> timedelta:
@@ -237,16 +237,16 @@ class _ClaimLost(Exception):
 
 
 def _mark_handed(services: Services, digest_id: int, claimed_at: datetime, message_id: str) -> bool:
-    with transaction(services.sessions) as session:
-        result = session.execute(
+    # Once per email, so it goes through a plain connection rather than an ORM session.
+    with services.engine.begin() as connection:
+        result = connection.execute(
             update(Digest)
             .where(
                 Digest.id == digest_id, Digest.status == DigestStatus.SENDING, Digest.claimed_at == claimed_at
             )
             .values(handed_at=utcnow(), message_id=message_id)
-            .execution_options(synchronize_session=False)
         )
-        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+        return result.rowcount == 1
 
 
 def _record_sent(services: Services, sent: list[dict[str, object]]) -> None:

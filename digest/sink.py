@@ -577,6 +577,15 @@ class SinkProcess:
     def faults(self) -> list[dict[str, Any]]:
         return read_record(self.record)[1]
 
+    def messages_count(self) -> int:
+        """How many messages were accepted, without parsing every record (a benchmark polls this)."""
+        try:
+            data = self.record.read_bytes()
+        except FileNotFoundError:
+            return 0
+        complete = data[: data.rfind(b"\n") + 1]
+        return complete.count(b"\n") - complete.count(b'{"fault"')
+
     def peak_rss_mb(self) -> float:
         """Peak resident memory of the sink, so a benchmark can bound what the sink itself costs."""
         if self._process.poll() is not None:
