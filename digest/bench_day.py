@@ -219,7 +219,8 @@ def report(result: DayResult) -> list[str]:
         ("stage", "size", "seconds", "rate"),
         (
             "whole day: claim, rank, render, send",
-            f"{result.subscribers:,} subscribers x {result.new_listings:,} new ({result.stored_listings:,} stored)",
+            f"{result.subscribers:,} subscribers x {result.new_listings:,} new "
+            f"({result.stored_listings:,} stored)",
             f"{result.seconds:.1f}",
             f"{sent / result.seconds:,.0f} emails/s; first email after {result.first_email_after:.0f} s",
         ),

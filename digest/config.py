@@ -52,6 +52,8 @@ class Settings:
     dkim_key_file: Path | None = None
     dkim_selector: str = "digest"
     list_id: str = ""
+    # The admin pages are off unless a password is set.
+    admin_password: str | None = field(default=None, repr=False)
     # Days arXiv announces nothing beyond weekends and the holidays `digest.health` knows.
     extra_holidays: frozenset[date] = frozenset()
 
@@ -171,6 +173,13 @@ def _queue_name(value: str) -> str:
     return value
 
 
+def _admin_password(env: Mapping[str, str]) -> str | None:
+    value = env.get("DIGEST_ADMIN_PASSWORD") or None
+    if value is not None and len(value) < 12:
+        raise ConfigError("DIGEST_ADMIN_PASSWORD must be at least 12 characters long")
+    return value
+
+
 def _selector(value: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,62})", value):
         raise ConfigError(f"DIGEST_DKIM_SELECTOR must be a DNS label such as 'digest2026'; got {value!r}")
@@ -234,5 +243,6 @@ def get_settings(env: Mapping[str, str] | None = None) -> Settings:
         dkim_key_file=_dkim_key(env),
         dkim_selector=_selector(env.get("DIGEST_DKIM_SELECTOR") or "digest"),
         list_id=(env.get("DIGEST_LIST_ID") or "").strip(),
+        admin_password=_admin_password(env),
         extra_holidays=_dates(env, "DIGEST_EXTRA_HOLIDAYS"),
     )

@@ -45,6 +45,7 @@ class Links:
         self._unsubscribe = URLSafeSerializer(key, salt="digest.unsubscribe")
         self._preferences = URLSafeSerializer(key, salt="digest.preferences")
         self._confirm = URLSafeTimedSerializer(key, salt="digest.confirm")
+        self._archive = URLSafeSerializer(key, salt="digest.archive")
 
     # Tokens -----------------------------------------------------------------------------------
     def feedback_token(self, public_id: str, listing_id: int, vote: Vote) -> str:
@@ -61,6 +62,24 @@ class Links:
 
     def confirm_token(self, public_id: str) -> str:
         return str(self._confirm.dumps(public_id))
+
+    def archive_token(self, public_id: str, digest_id: int | None = None) -> str:
+        """One digest's page, or (with no digest) the list of every digest sent to the subscriber."""
+        return str(self._archive.dumps([public_id, digest_id or 0]))
+
+    def read_archive(self, token: str) -> tuple[str, int | None]:
+        value = _loads(self._archive, token)
+        if (
+            not isinstance(value, list)
+            or len(value) != 2
+            or not isinstance(value[0], str)
+            or not value[0]
+            or not isinstance(value[1], int)
+            or isinstance(value[1], bool)
+            or value[1] < 0
+        ):
+            raise BadLink("this link is not valid")
+        return value[0], value[1] or None
 
     def read_feedback(self, token: str) -> FeedbackLink:
         public_id, listing_id, vote = _triple(self._feedback, token)
@@ -103,6 +122,9 @@ class Links:
 
     def confirm_url(self, public_id: str) -> str:
         return f"{self.base_url}/confirm/{self.confirm_token(public_id)}"
+
+    def archive_url(self, public_id: str, digest_id: int | None = None) -> str:
+        return f"{self.base_url}/archive/{self.archive_token(public_id, digest_id)}"
 
 
 def _loads(serializer: URLSafeSerializer, token: str) -> Any:

@@ -143,6 +143,8 @@ class Subscriber(Base):
     soft_bounces: Mapped[int] = mapped_column(SmallInteger, default=0)
     bounced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     bounce_reason: Mapped[str | None] = mapped_column(String(500))
+    # The last confirmation or "already subscribed" email; a form flooded with one address mails it once.
+    confirmation_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Vote(enum.IntEnum):

@@ -68,6 +68,8 @@ def digest_context(services: Services, row: Digest) -> dict[str, object]:
         "trending": entries("trending"),
         "unsubscribe_url": links.unsubscribe_url(subscriber.public_id),
         "preferences_url": links.preferences_url(subscriber.public_id),
+        "view_url": links.archive_url(subscriber.public_id, row.id),
+        "archive_url": links.archive_url(subscriber.public_id),
     }
 
 

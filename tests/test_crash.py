@@ -169,6 +169,7 @@ def test_a_worker_killed_mid_send_and_restarted_leaves_exactly_one_email_each(
     assert len(set(message_ids)) == SUBSCRIBERS
     print(
         f"killed after {at_kill} emails; reconciled {len(reconciled)} "
-        f"({sum(r.resent for r in reconciled)} resent, {sum(not r.resent for r in reconciled)} assumed delivered)"
+        f"({sum(r.resent for r in reconciled)} resent, "
+        f"{sum(not r.resent for r in reconciled)} assumed delivered)"
     )
     services.close()
