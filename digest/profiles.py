@@ -20,8 +20,18 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from digest.db import transaction
-from digest.models import Feedback, Listing, SubscriberModel, Vote, utcnow
-from digest.ranking import N_FEATURES, FeatureSpace, Votes, can_learn, listing_text, train_learned
+from digest.models import Feedback, Listing, Subscriber, SubscriberModel, Vote, utcnow
+from digest.ranking import (
+    N_FEATURES,
+    FeatureSpace,
+    Votes,
+    can_learn,
+    listing_text,
+    profile,
+    term_columns,
+    terms,
+    train_learned,
+)
 from digest.services import Services
 
 log = logging.getLogger(__name__)
@@ -182,3 +192,52 @@ def retrain(services: Services, subscriber_id: int) -> bool:
             return False
         store_learned(session, subscriber_id, loaded.key, vector)
     return True
+
+
+@dataclass
+class LearnedTerms:
+    """What the subscriber's profile leans on, in words: the terms that pull papers in and push them out."""
+
+    pulling: list[tuple[str, float]]
+    pushing: list[tuple[str, float]]
+    votes: int
+
+
+def learned_terms(services: Services, subscriber_id: int, limit: int = 12) -> LearnedTerms:
+    """Name the heaviest columns of the subscriber's profile.
+
+    Hashed columns have no names, so candidate terms are taken from what shaped the profile (the topics
+    as typed, with their acronyms, and the papers voted on) and hashed to find their columns.
+    """
+    space = current_space(services)
+    with services.sessions() as session:
+        topics = session.scalar(select(Subscriber.topics).where(Subscriber.id == subscriber_id)) or []
+        loaded = load_votes(session, space, [subscriber_id]).get(subscriber_id)
+        voted_texts = [
+            listing_text(title, abstract)
+            for title, abstract in session.execute(
+                select(Listing.title, Listing.abstract)
+                .join(Feedback, Feedback.listing_id == Listing.id)
+                .where(Feedback.subscriber_id == subscriber_id)
+            )
+        ]
+        learned = learned_vectors(session, {subscriber_id: loaded.key}).get(subscriber_id) if loaded else None
+    keyword = (
+        space.keyword_vector(list(topics)) if topics else sp.csr_matrix((1, N_FEATURES), dtype=np.float32)
+    )
+    vector = profile(keyword, loaded.votes, learned) if loaded else keyword
+    weights = dict(zip(vector.indices.tolist(), vector.data.tolist(), strict=True))
+    candidates = sorted(
+        {t for topic in topics for t in terms(space.expand(topic))}
+        | {t for text in voted_texts for t in terms(text)}
+    )
+    named: dict[int, str] = {}
+    columns = term_columns(candidates)
+    for term, column in zip(candidates, columns, strict=True):
+        # Prefer the longer name when a unigram and a bigram share a column (hash collisions are rare).
+        if weights.get(column) and len(term) > len(named.get(column, "")):
+            named[column] = term
+    ranked = sorted(((weights[c], name) for c, name in named.items()), reverse=True)
+    pulling = [(name, round(float(w), 4)) for w, name in ranked if w > 0][:limit]
+    pushing = [(name, round(float(w), 4)) for w, name in reversed(ranked) if w < 0][:limit]
+    return LearnedTerms(pulling, pushing, loaded.votes.count if loaded else 0)
