@@ -139,23 +139,25 @@ def send_digests(services: Services, digest_ids: Sequence[int]) -> dict[int, Sen
         ).all()
         session.expunge_all()
     connection = _Connection(services)
-    pending = list(rows)
+    handed: set[int] = set()
+    processed: set[int] = set()
     try:
-        while pending:
-            row = pending.pop(0)
-            result = _send_one(services, connection, row, now)
+        for row in rows:
+            result = _send_one(services, connection, row, now, handed)
             if result is None:  # the connection could not be (re)opened: the rest wait for a retry
-                for left in [row, *pending]:
-                    outcomes.results[left.id] = SendResult.RETRY
-                pending = []
                 break
+            processed.add(row.id)
             outcomes.results[row.id] = result
             if result is SendResult.SENT:
                 outcomes.sent.append({"id": row.id, "status": DigestStatus.SENT, "sent_at": utcnow()})
     finally:
         connection.drop()
         _record_sent(services, outcomes.sent)
-        unsent = [r for r in rows if outcomes.results[r.id] is SendResult.RETRY and r.handed_at is None]
+        # Whatever stopped the batch (an unreachable server, or an error nobody expected), the digests it
+        # never handed over go back to pending now instead of waiting in `sending` for a reconcile.
+        unsent = [r for r in rows if r.id not in processed and r.id not in handed]
+        for row in unsent:
+            outcomes.results[row.id] = SendResult.RETRY
         _release_unattempted(services, unsent, now)
     return outcomes.results
 
@@ -181,7 +183,7 @@ def _claim(services: Services, digest_ids: Sequence[int], now: datetime) -> list
 
 
 def _send_one(
-    services: Services, connection: _Connection, row: Digest, claimed_at: datetime
+    services: Services, connection: _Connection, row: Digest, claimed_at: datetime, handed_ids: set[int]
 ) -> SendResult | None:
     subscriber = row.subscriber
     if subscriber.status is not SubscriberStatus.ACTIVE:
@@ -199,6 +201,7 @@ def _send_one(
         if not _mark_handed(services, row.id, claimed_at, mail.message_id):
             raise _ClaimLost(row.id)
         handed = True
+        handed_ids.add(row.id)
 
     services.rate_limiter.acquire()
     try:
@@ -266,21 +269,28 @@ def _record_sent(services: Services, sent: list[dict[str, object]]) -> None:
 
 
 def _release_unattempted(services: Services, rows: list[Digest], now: datetime) -> None:
-    """Digests of a batch whose turn never came back to pending, to be picked up by a later tick."""
-    for row in rows:
-        with transaction(services.sessions) as session:
-            session.execute(
-                update(Digest)
-                .where(Digest.id == row.id, Digest.status == DigestStatus.SENDING, Digest.handed_at.is_(None))
-                .values(
-                    status=DigestStatus.PENDING,
-                    claimed_at=None,
-                    queued_at=None,
-                    next_attempt_at=now + backoff(services.settings, row.attempts),
-                    error=row.error or "not attempted: the mail server could not be reached",
-                )
-                .execution_options(synchronize_session=False)
+    """Digests of a batch whose turn never came go back to pending for a later tick; as they were never
+    tried, the claim's attempt is taken back."""
+    if not rows:
+        return
+    with transaction(services.sessions) as session:
+        session.execute(
+            update(Digest)
+            .where(
+                Digest.id.in_([row.id for row in rows]),
+                Digest.status == DigestStatus.SENDING,
+                Digest.handed_at.is_(None),
             )
+            .values(
+                status=DigestStatus.PENDING,
+                attempts=Digest.attempts - 1,
+                claimed_at=None,
+                queued_at=None,
+                next_attempt_at=now + backoff(services.settings, 1),
+                error="not attempted: the batch stopped before its turn",
+            )
+            .execution_options(synchronize_session=False)
+        )
 
 
 def _finish(services: Services, row: Digest, status: DigestStatus, error: str) -> None:

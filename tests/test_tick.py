@@ -215,3 +215,50 @@ def test_retries_back_off_exponentially(services: Services) -> None:
     settings = replace(services.settings, retry_base_seconds=60)
     assert [backoff(settings, n).total_seconds() for n in (1, 2, 3, 4)] == [60, 120, 240, 480]
     assert datetime(2026, 1, 1, tzinfo=UTC) + backoff(settings, 1) == datetime(2026, 1, 1, 0, 1, tzinfo=UTC)
+
+
+def test_an_unexpected_error_mid_batch_sends_nothing_twice_and_leaves_nothing_in_sending(
+    any_services: Services, tmp_path: Path, monkeypatch: object
+) -> None:
+    import pytest
+
+    services = any_services
+    now = utcnow()
+    ingest(services, tmp_path, LORA, now - timedelta(hours=1))
+    for n in range(3):
+        add(services, f"reader{n}@example.org", 0, "UTC")
+    with transaction(services.sessions) as session:
+        session.execute(update(Subscriber).values(next_due_at=now - timedelta(minutes=1)))
+    open_due(services, now)
+    plan_pending(services, now)
+    with services.sessions() as session:
+        ids = sorted(session.scalars(select(Digest.id)).all())
+
+    real_render = services.renderer.render
+    calls = {"n": 0}
+
+    def flaky(name: str, context: dict[str, object]) -> object:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("template being replaced")
+        return real_render(name, context)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(services.renderer, "render", flaky)
+        with pytest.raises(RuntimeError, match="template being replaced"):
+            send_digests(services, ids)
+    with services.sessions() as session:
+        rows = {d.id: d for d in session.scalars(select(Digest))}
+    assert rows[ids[0]].status is DigestStatus.SENT
+    assert [rows[i].status for i in ids[1:]] == [DigestStatus.PENDING, DigestStatus.PENDING]
+    assert [rows[i].attempts for i in ids[1:]] == [0, 0]
+    assert len(outbox(services)) == 1
+    # The next attempt sends the other two, once each.
+    with transaction(services.sessions) as session:
+        session.execute(update(Digest).values(next_attempt_at=None))
+    assert send_digests(services, ids) == {
+        ids[0]: SendResult.SKIPPED,
+        ids[1]: SendResult.SENT,
+        ids[2]: SendResult.SENT,
+    }
+    assert len(outbox(services)) == 3
