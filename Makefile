@@ -26,8 +26,10 @@ test: lint
 unit: $(STAMP)
 	$(BIN)/pytest -m "not integration"
 
+# The second part needs the local PostgreSQL and Redis (as the integration tests do); about 15 minutes.
 bench: $(STAMP)
 	$(BIN)/python -m digest.bench
+	$(BIN)/python -m digest.bench_day
 
 clean:
 	rm -rf $(VENV) var build *.egg-info

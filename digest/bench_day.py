@@ -190,6 +190,11 @@ def run_day(
                 for k, peak in enumerate(_tree_peaks(process.pid)):
                     peaks[f"worker {n + 1}" + (f" pool child {k}" if k else "")] = peak
             peaks["smtp sink"] = sink.peak_rss_mb()
+            peaks["this process (setup, queueing the tick, polling)"] = _vm_hwm_mb(os.getpid())
+            import redis
+
+            info = redis.Redis.from_url(redis_url).info("memory")
+            peaks["redis (used_memory_peak, whole server)"] = int(info["used_memory_peak"]) / 2**20
         finally:
             for process in processes:
                 process.terminate()
