@@ -45,13 +45,16 @@ def digest_context(services: Services, row: Digest) -> dict[str, object]:
     links = services.links
     subscriber = row.subscriber
 
+    # A long digest gets shorter abstracts, so the HTML stays under Gmail's clipping size.
+    abstract_limit = 400 if len(row.items) <= 20 else 250
+
     def entries(section: str) -> list[dict[str, object]]:
         return [
             {
                 "rank": rank,
                 "title": item.listing.title,
                 "url": item.listing.url,
-                "abstract": trim_abstract(item.listing.abstract),
+                "abstract": trim_abstract(item.listing.abstract, abstract_limit),
                 "reason": item.reason,
                 "authors": list(item.listing.authors or []),
                 "more_url": links.feedback_url(subscriber.public_id, item.listing_id, Vote.MORE),

@@ -54,6 +54,8 @@ def digest_context(items: list[dict], **extra: Any) -> dict[str, Any]:
         "trending": [],
         "unsubscribe_url": "https://digest.example.org/unsubscribe/tok-u",
         "preferences_url": "https://digest.example.org/preferences/tok-p",
+        "view_url": "https://digest.example.org/archive/tok-v",
+        "archive_url": "https://digest.example.org/archive/tok-a",
     }
     context.update(extra)
     return context
