@@ -408,10 +408,18 @@ def evaluate(
     topics: tuple[str, ...],
     repeats: int,
 ) -> None:
-    """Replay simulated subscribers over the labelled sample papers and compare ranking methods."""
+    """Replay simulated subscribers over the labelled sample papers and compare ranking methods.
+
+    The figures are also saved to evaluation.json in the data dir, where the admin pages show them.
+    """
     from digest.demo import DEFAULT_LISTINGS
     from digest.evaluation import DEFAULT_LABELS, main_evaluate
+    from digest.stats import evaluation_path
 
+    try:
+        results_path = evaluation_path(get_settings().data_dir)
+    except ConfigError as exc:
+        raise click.ClickException(f"configuration: {exc}") from None
     try:
         main_evaluate(
             listings or DEFAULT_LISTINGS,
@@ -422,6 +430,7 @@ def evaluate(
             topics=list(topics) or None,
             echo=click.echo,
             repeats=max(1, repeats),
+            results_path=results_path,
         )
     except (ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None

@@ -19,6 +19,7 @@ import math
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from itertools import pairwise
 from pathlib import Path
 from typing import Protocol
@@ -30,6 +31,7 @@ from sklearn.svm import LinearSVC
 
 from digest import ranking
 from digest.listing_formats import ParsedListing, SourceLine, normalize_title, parse_listing_text
+from digest.stats import EVALUATION_METRICS, EvaluationFigures, save_evaluation
 from digest.subscriptions import parse_topics
 from digest.tables import text_table
 
@@ -516,8 +518,10 @@ def main_evaluate(
     topics: Sequence[str] | None = None,
     echo: Callable[[str], None] = print,
     repeats: int = 1,
+    results_path: Path | None = None,
 ) -> EvaluationResult:
-    """The `digest evaluate` command: replay, print the table, draw the plot when a path is given.
+    """The `digest evaluate` command: replay, print the table, draw the plot when a path is given, and
+    save each method's metrics (averaged over the orderings) as JSON at `results_path` when one is given.
 
     With `repeats` > 1 the papers are reshuffled into days with seeds seed, seed+1, ...: one replay has
     only a dozen subscriber-days on day one, so a single ordering says little about day one alone.
@@ -534,7 +538,30 @@ def main_evaluate(
         echo(mean_table(results))
     if plot_path is not None:
         echo(f"plot: {plot(results[0], plot_path)}")
+    if results_path is not None:
+        echo(f"results: {save_evaluation(figures(results), results_path)}")
     return results[0]
+
+
+def figures(results: Sequence[EvaluationResult], ran_at: datetime | None = None) -> EvaluationFigures:
+    """What the admin page shows: each method's metrics averaged over the replays, as `mean_table` does
+    (a metric a replay could not score, having nothing relevant, is left out of that metric's mean)."""
+    if not results:
+        raise ValueError("no evaluation results to summarise")
+    methods: dict[str, dict[str, float | None]] = {}
+    for name in results[0].methods:
+        runs = [r.methods[name] for r in results]
+        methods[name] = {key: _mean([getattr(m, key) for m in runs]) for key in EVALUATION_METRICS}
+    first = results[0]
+    return EvaluationFigures(
+        ran_at=ran_at or datetime.now(UTC),
+        orderings=len(results),
+        seeds=[r.seed for r in results],
+        papers=first.papers,
+        days=first.days,
+        subscribers=list(first.subscribers),
+        methods=methods,
+    )
 
 
 def mean_table(results: Sequence[EvaluationResult]) -> str:
@@ -571,6 +598,7 @@ __all__ = [
     "MethodResult",
     "Paper",
     "Subscriber",
+    "figures",
     "main_evaluate",
     "ndcg_at_k",
     "precision_at_k",

@@ -26,7 +26,9 @@ from digest.web.app import create_app
 from tests.conftest import SmtpSink, free_port, make_settings
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARTIFACTS = Path(os.environ.get("DIGEST_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts"))
+ARTIFACTS = Path(
+    os.environ.get("DIGEST_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts")
+)
 # Without the networking flags Chromium keeps trying to reach Google's hosts, which this machine refuses.
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -85,7 +87,9 @@ def live_app(tmp_path: Path) -> Iterator[LiveApp]:
 @pytest.fixture(scope="session")
 def chromium() -> Iterator[Any]:
     if not Path(CHROMIUM).exists():
-        pytest.fail(f"Chromium is needed for the browser tests and is not at {CHROMIUM} (.ci/run installs it)")
+        pytest.fail(
+            f"Chromium is needed for the browser tests and is not at {CHROMIUM} (.ci/run installs it)"
+        )
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.browser import LiveApp, chromium, live_app, screenshot  # noqa: F401  (fixtures)
+from tests.browser import LiveApp, screenshot
+
+pytest_plugins = ["tests.browser"]
 
 
-def test_the_subscribe_page_loads_in_chromium_without_console_errors(live_app: LiveApp, chromium: Any) -> None:
+def test_the_subscribe_page_loads_in_chromium_without_console_errors(
+    live_app: LiveApp, chromium: Any
+) -> None:
     page = chromium.new_page(viewport={"width": 1280, "height": 900})
     errors: list[str] = []
     page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
