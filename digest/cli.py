@@ -217,15 +217,21 @@ def status() -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
-def serve(host: str, port: int) -> None:
-    """Serve the web app (subscribe, confirm, feedback, unsubscribe, preferences)."""
+@click.option(
+    "--forwarded-allow-ips",
+    default="127.0.0.1",
+    show_default=True,
+    help="Proxies whose X-Forwarded-For is believed; the subscribe rate limit counts per client address.",
+)
+def serve(host: str, port: int, forwarded_allow_ips: str) -> None:
+    """Serve the web app (subscribe, confirm, feedback, unsubscribe, preferences, archive, admin)."""
     import uvicorn
 
     from digest.web.app import create_app
 
     with _services() as services:
         app = create_app(services, _celery_dispatcher(services))
-        uvicorn.run(app, host=host, port=port)
+        uvicorn.run(app, host=host, port=port, proxy_headers=True, forwarded_allow_ips=forwarded_allow_ips)
 
 
 @main.command()

@@ -7,6 +7,7 @@ one, and it is there to use if they come back. Ranking only runs for active subs
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -79,6 +80,37 @@ def restore_vote(session: Session, public_id: str, listing_id: int, restore: Vot
     subscriber, listing = _targets(session, public_id, listing_id)
     previous = _set_vote(session, subscriber, listing, restore)
     return VoteResult(listing=listing, previous=previous, current=restore, subscriber_id=subscriber.id)
+
+
+def remove_vote(session: Session, public_id: str, listing_id: int) -> VoteResult:
+    """Take back a vote from the preferences page: the paper no longer counts either way."""
+    return restore_vote(session, public_id, listing_id, None)
+
+
+@dataclass(frozen=True)
+class VoteEntry:
+    """One current vote as the subscriber's history shows it."""
+
+    listing_id: int
+    title: str
+    url: str | None
+    vote: Vote
+    updated_at: datetime
+
+
+def history(session: Session, subscriber_id: int, limit: int = 50) -> list[VoteEntry]:
+    """The subscriber's current votes, the most recent first."""
+    rows = session.execute(
+        select(Feedback.listing_id, Listing.title, Listing.url, Feedback.vote, Feedback.updated_at)
+        .join(Listing, Listing.id == Feedback.listing_id)
+        .where(Feedback.subscriber_id == subscriber_id)
+        .order_by(Feedback.updated_at.desc(), Feedback.id.desc())
+        .limit(max(0, limit))
+    )
+    return [
+        VoteEntry(listing_id=listing_id, title=title, url=url, vote=Vote(vote), updated_at=updated_at)
+        for listing_id, title, url, vote, updated_at in rows
+    ]
 
 
 def votes_for(session: Session, subscriber_id: int) -> dict[int, Vote]:

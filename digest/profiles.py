@@ -40,10 +40,15 @@ REFIT_GROWTH = 0.10
 BACKGROUND_PAPERS = 2000
 
 
-def current_space(services: Services, *, force: bool = False) -> FeatureSpace:
-    """The saved space, refit first when there is none or the corpus has grown by REFIT_GROWTH."""
+def current_space(services: Services, *, force: bool = False, refit: bool = True) -> FeatureSpace:
+    """The saved space, refit first when there is none or the corpus has grown by REFIT_GROWTH.
+
+    `refit=False` takes a saved space however old: a web page must not spend seconds refitting.
+    """
     directory = services.settings.data_dir / "models"
     space = None if force else _load(directory)
+    if space is not None and not refit:
+        return space
     with services.sessions() as session:
         stored = int(session.scalar(select(func.count()).select_from(Listing)) or 0)
         if space is not None and stored <= space.n_docs * (1 + REFIT_GROWTH):
@@ -209,7 +214,7 @@ def learned_terms(services: Services, subscriber_id: int, limit: int = 12) -> Le
     Hashed columns have no names, so candidate terms are taken from what shaped the profile (the topics
     as typed, with their acronyms, and the papers voted on) and hashed to find their columns.
     """
-    space = current_space(services)
+    space = current_space(services, refit=False)
     with services.sessions() as session:
         topics = session.scalar(select(Subscriber.topics).where(Subscriber.id == subscriber_id)) or []
         loaded = load_votes(session, space, [subscriber_id]).get(subscriber_id)

@@ -9,9 +9,13 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any, cast
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 from digest.models import Cadence, Subscriber, SubscriberStatus, utcnow
@@ -20,6 +24,10 @@ from digest.schedule import Schedule, next_slot
 MAX_TOPICS = 20
 MAX_DIGEST_SIZE = 50
 MAX_TOPIC_LENGTH = 100
+# RFC 5321 allows 254 characters in a path; anything far longer is not worth handing to the validator.
+MAX_EMAIL_LENGTH = 320
+# However often the public form names an address, it mails that address at most once in this interval.
+NOTICE_INTERVAL = timedelta(hours=1)
 _TOPIC_SEPARATORS = re.compile(r"[,;\r\n]+")
 _SHOWN_INPUT_LENGTH = 60
 
@@ -44,6 +52,8 @@ def normalize_email(raw: str) -> str:
     two rows for one mailbox would mean duplicate digests.
     """
     candidate = raw.strip()
+    if len(candidate) > MAX_EMAIL_LENGTH:
+        raise InvalidSubscription("email", f"an email address has at most {MAX_EMAIL_LENGTH} characters")
     if "\r" in candidate or "\n" in candidate:
         raise InvalidSubscription("email", "an email address cannot contain line breaks")
     if not candidate:
@@ -172,6 +182,73 @@ def subscribe(
         needs_confirmation=subscriber.status is SubscriberStatus.PENDING,
         created=created,
     )
+
+
+class Notice(StrEnum):
+    """The email a subscribe request from the public form calls for."""
+
+    # The address is not confirmed yet: send the confirmation link.
+    CONFIRM = "confirm"
+    # The address is already active: tell its owner, with their links, instead of changing anything.
+    ALREADY_SUBSCRIBED = "already_subscribed"
+
+
+@dataclass(frozen=True)
+class SubscriptionRequest:
+    subscriber_id: int
+    # What to mail now; None when the address was mailed within NOTICE_INTERVAL.
+    notice: Notice | None
+
+
+def request_subscription(
+    session: Session,
+    email: str,
+    topics: str | Sequence[str],
+    *,
+    schedule: Schedule | None = None,
+    now: datetime | None = None,
+) -> SubscriptionRequest:
+    """The public form's path: subscribe without proof of the mailbox and decide which email to send.
+
+    Whatever state the address is in, the person at the form learns nothing: a new, pending, unsubscribed
+    or bounced address gets the confirmation link and an active one a note that it is already subscribed,
+    both only in the mailbox. The decision to send is recorded in `confirmation_sent_at` within the
+    caller's transaction by a compare-and-set, so concurrent requests for one address mail it once per
+    NOTICE_INTERVAL however many of them race.
+    """
+    result = subscribe(session, email, topics, schedule=schedule)
+    subscriber = session.get(Subscriber, result.subscriber_id)
+    assert subscriber is not None
+    if subscriber.status is SubscriberStatus.PENDING:
+        notice: Notice | None = Notice.CONFIRM
+    elif subscriber.status is SubscriberStatus.ACTIVE:
+        notice = Notice.ALREADY_SUBSCRIBED
+    else:  # pragma: no cover - subscribe() leaves only pending or active addresses
+        notice = None
+    if notice is not None and not _claim_notice(session, subscriber, now or utcnow()):
+        notice = None
+    return SubscriptionRequest(subscriber_id=subscriber.id, notice=notice)
+
+
+def _claim_notice(session: Session, subscriber: Subscriber, now: datetime) -> bool:
+    """Stamp `confirmation_sent_at` unless it is recent; True when this call may send the email."""
+    claimed = cast(
+        CursorResult[Any],
+        session.execute(
+            update(Subscriber)
+            .where(
+                Subscriber.id == subscriber.id,
+                or_(
+                    Subscriber.confirmation_sent_at.is_(None),
+                    Subscriber.confirmation_sent_at <= now - NOTICE_INTERVAL,
+                ),
+            )
+            .values(confirmation_sent_at=now)
+            .execution_options(synchronize_session=False)
+        ),
+    )
+    session.expire(subscriber, ["confirmation_sent_at"])
+    return claimed.rowcount == 1
 
 
 def confirm(session: Session, public_id: str) -> Subscriber | None:

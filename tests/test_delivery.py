@@ -16,6 +16,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from digest.config import Settings
+from digest.db import transaction
 from digest.delivery import (
     DeliveryError,
     OutboxMailer,
@@ -370,7 +371,9 @@ def test_send_confirmation_mails_a_pending_subscriber_their_link(
     assert html is not None and found.group(0) in html.get_content()
 
 
-@pytest.mark.parametrize("status", [SubscriberStatus.ACTIVE, SubscriberStatus.UNSUBSCRIBED])
+@pytest.mark.parametrize(
+    "status", [SubscriberStatus.ACTIVE, SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED]
+)
 def test_send_confirmation_leaves_a_settled_address_alone(
     sink_services: Services, smtp_sink: SmtpSink, status: SubscriberStatus
 ) -> None:
@@ -378,3 +381,29 @@ def test_send_confirmation_leaves_a_settled_address_alone(
     assert send_confirmation(sink_services, subscriber_id) == ""
     assert send_confirmation(sink_services, subscriber_id + 1000) == ""
     assert smtp_sink.messages == []
+
+
+def test_an_active_subscriber_who_asks_again_gets_their_preferences_link(
+    sink_services: Services, smtp_sink: SmtpSink
+) -> None:
+    subscriber_id, public_id = add_subscriber(sink_services, "again@example.org", SubscriberStatus.ACTIVE)
+    with transaction(sink_services.sessions) as session:
+        subscriber = session.get(Subscriber, subscriber_id)
+        assert subscriber is not None
+        subscriber.confirmation_sent_at = datetime.now(UTC)
+
+    assert send_confirmation(sink_services, subscriber_id)
+    (message,) = smtp_sink.messages
+    text = message.get_body(preferencelist=("plain",))
+    assert text is not None
+    found = re.search(r"https://digest\.example\.org/preferences/(\S+)", text.get_content())
+    assert found and sink_services.links.read_preferences(found.group(1)) == public_id
+    assert "/confirm/" not in text.get_content()
+
+    # A replay of the task long after the request mails nothing.
+    with transaction(sink_services.sessions) as session:
+        subscriber = session.get(Subscriber, subscriber_id)
+        assert subscriber is not None
+        subscriber.confirmation_sent_at = datetime.now(UTC) - timedelta(hours=2)
+    assert send_confirmation(sink_services, subscriber_id) == ""
+    assert len(smtp_sink.messages) == 1

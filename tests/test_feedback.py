@@ -1,12 +1,20 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from digest.feedback import UnknownFeedbackTarget, record_vote, restore_vote, votes_for
+from digest.feedback import (
+    UnknownFeedbackTarget,
+    history,
+    record_vote,
+    remove_vote,
+    restore_vote,
+    votes_for,
+)
 from digest.models import Feedback, Listing, Subscriber, SubscriberStatus, Vote
 from digest.services import Services
 
@@ -116,3 +124,41 @@ def test_unknown_subscriber_or_listing_is_refused(session: Session) -> None:
     with pytest.raises(UnknownFeedbackTarget):
         restore_vote(session, subscriber.public_id, paper.id + 1000, None)
     assert stored_rows(session) == 0
+
+
+def test_remove_vote_takes_the_vote_back_and_is_repeatable(session: Session) -> None:
+    subscriber = add_subscriber(session)
+    paper = add_listing(session, "Sparse attention")
+    record_vote(session, subscriber.public_id, paper.id, Vote.LESS)
+    removed = remove_vote(session, subscriber.public_id, paper.id)
+    assert (removed.previous, removed.current, removed.changed) == (Vote.LESS, None, True)
+    assert removed.subscriber_id == subscriber.id
+    assert stored_rows(session) == 0
+    again = remove_vote(session, subscriber.public_id, paper.id)
+    assert not again.changed
+    with pytest.raises(UnknownFeedbackTarget):
+        remove_vote(session, subscriber.public_id, paper.id + 1000)
+
+
+def test_history_lists_the_current_votes_newest_first(session: Session) -> None:
+    ann = add_subscriber(session, "ann@example.org")
+    bob = add_subscriber(session, "bob@example.org")
+    papers = [add_listing(session, f"Paper {n}") for n in range(3)]
+    for paper, vote in zip(papers, (Vote.MORE, Vote.LESS, Vote.MORE), strict=True):
+        record_vote(session, ann.public_id, paper.id, vote)
+    record_vote(session, bob.public_id, papers[0].id, Vote.LESS)
+    start = datetime(2026, 11, 20, 8, tzinfo=UTC)
+    for offset, row in enumerate(session.scalars(select(Feedback).where(Feedback.subscriber_id == ann.id))):
+        row.updated_at = start + timedelta(hours=[2, 0, 1][offset])
+    session.flush()
+
+    entries = history(session, ann.id)
+    assert [(e.title, e.vote) for e in entries] == [
+        ("Paper 0", Vote.MORE),
+        ("Paper 2", Vote.MORE),
+        ("Paper 1", Vote.LESS),
+    ]
+    assert entries[0].updated_at == start + timedelta(hours=2)
+    assert entries[0].listing_id == papers[0].id
+    assert [e.title for e in history(session, ann.id, limit=1)] == ["Paper 0"]
+    assert [(e.title, e.vote) for e in history(session, bob.id)] == [("Paper 0", Vote.LESS)]

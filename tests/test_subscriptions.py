@@ -1,22 +1,29 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from digest.models import Subscriber, SubscriberStatus
+from digest.models import Cadence, Subscriber, SubscriberStatus
+from digest.schedule import Schedule
 from digest.services import Services
 from digest.subscriptions import (
+    NOTICE_INTERVAL,
     InvalidSubscription,
+    Notice,
     confirm,
     find_by_public_id,
     normalize_email,
     parse_topics,
+    request_subscription,
     resubscribe,
     subscribe,
     unsubscribe,
+    update_schedule,
     update_topics,
 )
 
@@ -246,3 +253,74 @@ def test_invalid_input_stores_nothing(session: Session) -> None:
     with pytest.raises(InvalidSubscription, match=r"^topics:"):
         subscribe(session, "ann@example.org", "")
     assert session.scalar(select(func.count()).select_from(Subscriber)) == 0
+
+
+# The public form's requests ---------------------------------------------------------------------
+
+
+def test_request_subscription_asks_a_new_address_to_confirm_once_an_hour(session: Session) -> None:
+    now = datetime(2026, 11, 23, 12, tzinfo=UTC)
+    first = request_subscription(session, "ann@example.org", "optics", now=now)
+    assert first.notice is Notice.CONFIRM
+    subscriber = session.get(Subscriber, first.subscriber_id)
+    assert subscriber is not None and subscriber.confirmation_sent_at == now
+    assert subscriber.status is SubscriberStatus.PENDING
+
+    soon = request_subscription(session, "ann@example.org", "lasers", now=now + timedelta(minutes=59))
+    assert (soon.subscriber_id, soon.notice) == (first.subscriber_id, None)
+    assert subscriber.topics == ["lasers"], "a pending address still takes the newest topics"
+    assert subscriber.confirmation_sent_at == now
+
+    later = request_subscription(session, "ann@example.org", "lasers", now=now + NOTICE_INTERVAL)
+    assert later.notice is Notice.CONFIRM
+    assert subscriber.confirmation_sent_at == now + NOTICE_INTERVAL
+
+
+def test_request_subscription_tells_an_active_address_without_changing_it(session: Session) -> None:
+    active = subscribe(session, "ann@example.org", "optics", confirmed=True)
+    result = request_subscription(session, "ann@example.org", "something else")
+    assert (result.subscriber_id, result.notice) == (active.subscriber_id, Notice.ALREADY_SUBSCRIBED)
+    subscriber = session.get(Subscriber, active.subscriber_id)
+    assert subscriber is not None
+    assert (subscriber.status, subscriber.topics) == (SubscriberStatus.ACTIVE, ["optics"])
+    assert request_subscription(session, "ann@example.org", "optics").notice is None
+
+
+@pytest.mark.parametrize("status", [SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED])
+def test_request_subscription_makes_a_stopped_address_confirm_again(
+    session: Session, status: SubscriberStatus
+) -> None:
+    result = subscribe(session, "ann@example.org", "optics", confirmed=True)
+    subscriber = session.get(Subscriber, result.subscriber_id)
+    assert subscriber is not None
+    subscriber.status = status
+    again = request_subscription(session, "ann@example.org", "optics")
+    assert again.notice is Notice.CONFIRM
+    assert subscriber.status is SubscriberStatus.PENDING
+
+
+def test_request_subscription_validates_before_storing(session: Session) -> None:
+    with pytest.raises(InvalidSubscription, match=r"^topics"):
+        request_subscription(session, "ann@example.org", " ; ")
+    assert session.scalar(select(func.count()).select_from(Subscriber)) == 0
+
+
+def test_normalize_email_refuses_an_overlong_address() -> None:
+    with pytest.raises(InvalidSubscription, match=r"^email: an email address has at most 320 characters$"):
+        normalize_email("a" * 330 + "@example.org")
+
+
+def test_update_schedule_moves_or_clears_the_next_delivery(session: Session) -> None:
+    result = subscribe(session, "ann@example.org", "optics", confirmed=True)
+    subscriber = session.get(Subscriber, result.subscriber_id)
+    assert subscriber is not None and subscriber.next_due_at is not None
+    update_schedule(session, subscriber.public_id, Schedule(Cadence.PAUSED, 6, "UTC"))
+    assert subscriber.next_due_at is None
+    update_schedule(
+        session, subscriber.public_id, Schedule(Cadence.WEEKLY, 9, "Asia/Tokyo", 3), digest_size=4
+    )
+    assert subscriber.next_due_at is not None and subscriber.digest_size == 4
+    local = subscriber.next_due_at.astimezone(ZoneInfo("Asia/Tokyo"))
+    assert (local.weekday(), local.hour) == (3, 9)
+    with pytest.raises(InvalidSubscription, match=r"^digest_size"):
+        update_schedule(session, subscriber.public_id, Schedule(Cadence.DAILY, 6, "UTC"), digest_size=51)

@@ -48,6 +48,13 @@ def digests_to(sink: SmtpSink, address: str) -> list[EmailMessage]:
     return [m for m in sink.to(address) if "confirm" not in str(m["Subject"]).lower()]
 
 
+def csrf_token(page: str) -> str:
+    """Forms carry a token tied to this client's cookie; a test posts it back like a browser would."""
+    match = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert match, "the page has no form token"
+    return match.group(1)
+
+
 def path_of(url: str) -> str:
     assert url.startswith("https://digest.example.org/"), url
     return url.removeprefix("https://digest.example.org")
@@ -75,14 +82,18 @@ class Loop:
         return result
 
     def subscribe_and_confirm(self, email: str) -> None:
-        response = self.web.post("/subscribe", data={"email": email, "topics": TOPICS})
+        home = self.web.get("/")
+        response = self.web.post(
+            "/subscribe", data={"email": email, "topics": TOPICS, "csrf_token": csrf_token(home.text)}
+        )
         assert response.status_code == 200, response.text
         (confirmation,) = self.sink.to(email)
         confirm_url = re.search(r"https://\S+/confirm/\S+", text_part(confirmation))
         assert confirm_url, text_part(confirmation)
         path = path_of(confirm_url.group(0))
-        assert self.web.get(path).status_code == 200
-        confirmed = self.web.post(path)
+        page = self.web.get(path)
+        assert page.status_code == 200
+        confirmed = self.web.post(path, data={"csrf_token": csrf_token(page.text)})
         assert confirmed.status_code == 200
         assert "subscribed" in confirmed.text.lower()
 
@@ -149,7 +160,7 @@ def test_subscribe_confirm_ingest_run_vote_and_the_liked_topic_rises(
     liked = most_followed_up(items[3:], later_file, loop)
     feedback_page = loop.web.get(path_of(liked["more"]))
     assert feedback_page.status_code == 200
-    voted = loop.web.post(path_of(liked["more"]))
+    voted = loop.web.post(path_of(liked["more"]), data={"csrf_token": csrf_token(feedback_page.text)})
     assert voted.status_code == 200
 
     loop.cli("ingest", str(later_file))

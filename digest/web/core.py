@@ -1,0 +1,286 @@
+"""What the pages and the JSON API both do, so the two cannot drift apart: the web layer's use of
+`digest.subscriptions`, `digest.feedback` and the archive, with transactions and queued work around them.
+
+Nothing here knows about HTML or JSON; the callers turn the exceptions into pages or error bodies.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import TypeVar
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, selectinload
+
+from digest import feedback, subscriptions
+from digest.db import transaction
+from digest.models import Cadence, Digest, DigestItem, DigestStatus, Subscriber, Vote
+from digest.profiles import LearnedTerms, learned_terms
+from digest.schedule import InvalidSchedule, Schedule, validated
+from digest.sending import digest_context
+from digest.services import Dispatcher, Services
+from digest.suggestions import suggest
+from digest.web.limits import SubscribeLimits
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+HISTORY_SHOWN = 100
+ARCHIVE_SHOWN = 1000
+SIGNUP_CADENCES = (Cadence.DAILY, Cadence.WEEKLY)
+
+
+class LinkGone(LookupError):
+    """The signed link is genuine but names a subscriber that is no longer stored."""
+
+
+class DigestNotFound(LookupError):
+    """No sent digest with this id belongs to the subscriber the link names."""
+
+
+@dataclass(frozen=True)
+class ArchiveEntry:
+    digest_id: int
+    digest_date: date
+    sent_at: datetime | None
+    papers: int
+
+
+@dataclass(frozen=True)
+class PreferencesView:
+    subscriber: Subscriber
+    schedule: Schedule
+    # None when the profile could not be read (no feature space yet, say); the page says so.
+    learned: LearnedTerms | None
+    history: list[feedback.VoteEntry]
+
+
+def schedule_of(subscriber: Subscriber) -> Schedule:
+    return Schedule(
+        Cadence(subscriber.cadence or Cadence.DAILY),
+        subscriber.send_hour if subscriber.send_hour is not None else 6,
+        subscriber.timezone or "UTC",
+        subscriber.weekly_day or 0,
+    )
+
+
+class WebCore:
+    def __init__(self, services: Services, dispatcher: Dispatcher, limits: SubscribeLimits) -> None:
+        self.services = services
+        self.dispatcher = dispatcher
+        self.limits = limits
+        self.links = services.links
+
+    # Transactions and queued work -------------------------------------------------------------------
+    def in_transaction(self, work: Callable[[Session], T]) -> T:
+        """Run `work` in its own transaction, once more if a concurrent request inserted the same row."""
+        try:
+            with transaction(self.services.sessions) as session:
+                return work(session)
+        except IntegrityError:
+            log.info("retrying after a concurrent insert", exc_info=True)
+        with transaction(self.services.sessions) as session:
+            return work(session)
+
+    def reading(self, work: Callable[[Session], T]) -> T:
+        with transaction(self.services.sessions) as session:
+            return work(session)
+
+    def retrain_after(self, result: feedback.VoteResult) -> None:
+        """The vote is committed; its effect on the profile is worked out in the background."""
+        if not result.changed:
+            return
+        try:
+            self.dispatcher.retrain(result.subscriber_id)
+        except Exception:
+            # The vote is stored either way; the next run catches the model up.
+            log.exception("could not queue retraining for subscriber %s", result.subscriber_id)
+
+    # Subscribers ------------------------------------------------------------------------------------
+    def subscriber(self, public_id: str) -> Subscriber:
+        found = self.reading(lambda s: subscriptions.find_by_public_id(s, public_id))
+        if found is None:
+            raise LinkGone("this link is no longer valid")
+        return found
+
+    def request_subscription(
+        self,
+        *,
+        email: str,
+        topics: str | Sequence[str],
+        cadence: str,
+        send_hour: int | str,
+        timezone: str,
+        weekly_day: int | str,
+        client_ip: str,
+    ) -> None:
+        """The public sign-up. Raises InvalidSubscription or InvalidSchedule for input a person can fix;
+        otherwise the outcome (created, updated, throttled, rate-limited) is deliberately invisible."""
+        address = subscriptions.normalize_email(email)
+        topic_list = subscriptions.parse_topics(topics)
+        schedule = validated(cadence, send_hour, timezone, weekly_day)
+        if schedule.cadence not in SIGNUP_CADENCES:
+            raise InvalidSchedule("cadence", "choose daily or weekly")
+        if not self.limits.allow(client_ip, address):
+            return
+        result = self.in_transaction(
+            lambda s: subscriptions.request_subscription(s, address, topic_list, schedule=schedule)
+        )
+        if result.notice is None:
+            log.info("subscribe: subscriber %s was mailed within the hour; not again", result.subscriber_id)
+            return
+        try:
+            # The task reads the status when it runs: pending gets the confirmation link, active the
+            # "already subscribed" note.
+            self.dispatcher.send_confirmation(result.subscriber_id)
+        except Exception:
+            # An error here would only show for addresses that get mail, telling a stranger something
+            # about the address; the answer stays the same and the log has it.
+            log.exception(
+                "could not queue the %s email for subscriber %s", result.notice, result.subscriber_id
+            )
+
+    # Preferences ------------------------------------------------------------------------------------
+    def preferences(self, public_id: str) -> PreferencesView:
+        def load(session: Session) -> tuple[Subscriber, list[feedback.VoteEntry]] | None:
+            subscriber = subscriptions.find_by_public_id(session, public_id)
+            if subscriber is None:
+                return None
+            return subscriber, feedback.history(session, subscriber.id, HISTORY_SHOWN)
+
+        loaded = self.reading(load)
+        if loaded is None:
+            raise LinkGone("this link is no longer valid")
+        subscriber, history = loaded
+        return PreferencesView(subscriber, schedule_of(subscriber), self.learned(subscriber.id), history)
+
+    def learned(self, subscriber_id: int) -> LearnedTerms | None:
+        try:
+            return learned_terms(self.services, subscriber_id, limit=12)
+        except Exception:
+            log.exception("could not work out the learned terms of subscriber %s", subscriber_id)
+            return None
+
+    def save_preferences(
+        self,
+        public_id: str,
+        *,
+        topics: str | Sequence[str],
+        cadence: str,
+        send_hour: int | str,
+        timezone: str,
+        weekly_day: int | str,
+        digest_size: int | None,
+        show_trending: bool,
+    ) -> Subscriber:
+        """Replace the subscriber's settings; raises before changing anything when any input is wrong."""
+        topic_list = subscriptions.parse_topics(topics)
+        schedule = validated(cadence, send_hour, timezone, weekly_day)
+        if digest_size is not None and not 1 <= digest_size <= subscriptions.MAX_DIGEST_SIZE:
+            raise subscriptions.InvalidSubscription(
+                "digest_size", f"must be from 1 to {subscriptions.MAX_DIGEST_SIZE} papers, not {digest_size}"
+            )
+
+        def work(session: Session) -> Subscriber | None:
+            subscriber = subscriptions.update_topics(
+                session, public_id, topic_list, show_trending=show_trending
+            )
+            if subscriber is not None:
+                subscriptions.update_schedule(session, public_id, schedule, digest_size=digest_size)
+            return subscriber
+
+        saved = self.in_transaction(work)
+        if saved is None:
+            raise LinkGone("this link is no longer valid")
+        return saved
+
+    def set_cadence(self, public_id: str, cadence: str) -> Subscriber:
+        """Pause, or resume daily or weekly, keeping the hour, zone and weekday."""
+
+        def work(session: Session) -> Subscriber | None:
+            subscriber = subscriptions.find_by_public_id(session, public_id)
+            if subscriber is None:
+                return None
+            current = schedule_of(subscriber)
+            schedule = validated(cadence, current.send_hour, current.timezone, current.weekly_day)
+            return subscriptions.update_schedule(session, public_id, schedule)
+
+        saved = self.in_transaction(work)
+        if saved is None:
+            raise LinkGone("this link is no longer valid")
+        return saved
+
+    # Votes ------------------------------------------------------------------------------------------
+    def vote(self, public_id: str, listing_id: int, vote: Vote) -> feedback.VoteResult:
+        result = self.in_transaction(lambda s: feedback.record_vote(s, public_id, listing_id, vote))
+        self.retrain_after(result)
+        return result
+
+    def restore_vote(self, public_id: str, listing_id: int, restore: Vote | None) -> feedback.VoteResult:
+        result = self.in_transaction(lambda s: feedback.restore_vote(s, public_id, listing_id, restore))
+        self.retrain_after(result)
+        return result
+
+    def remove_vote(self, public_id: str, listing_id: int) -> feedback.VoteResult:
+        result = self.in_transaction(lambda s: feedback.remove_vote(s, public_id, listing_id))
+        self.retrain_after(result)
+        return result
+
+    # Archive ----------------------------------------------------------------------------------------
+    def archive(self, public_id: str) -> tuple[Subscriber, list[ArchiveEntry]]:
+        def load(session: Session) -> tuple[Subscriber, list[ArchiveEntry]] | None:
+            subscriber = subscriptions.find_by_public_id(session, public_id)
+            if subscriber is None:
+                return None
+            rows = session.execute(
+                select(Digest.id, Digest.digest_date, Digest.sent_at, func.count(DigestItem.id))
+                .outerjoin(DigestItem, DigestItem.digest_id == Digest.id)
+                .where(Digest.subscriber_id == subscriber.id, Digest.status == DigestStatus.SENT)
+                .group_by(Digest.id, Digest.digest_date, Digest.sent_at)
+                .order_by(Digest.digest_date.desc(), Digest.id.desc())
+                .limit(ARCHIVE_SHOWN)
+            )
+            return subscriber, [ArchiveEntry(i, d, sent, int(n)) for i, d, sent, n in rows]
+
+        loaded = self.reading(load)
+        if loaded is None:
+            raise LinkGone("this link is no longer valid")
+        return loaded
+
+    def archived_digest_html(self, public_id: str, digest_id: int) -> str:
+        """The HTML the email had, for a sent digest of this subscriber only."""
+
+        def load(session: Session) -> dict[str, object] | None:
+            subscriber = subscriptions.find_by_public_id(session, public_id)
+            if subscriber is None:
+                raise LinkGone("this link is no longer valid")
+            row = session.scalars(
+                select(Digest)
+                .where(
+                    Digest.id == digest_id,
+                    Digest.subscriber_id == subscriber.id,
+                    Digest.status == DigestStatus.SENT,
+                )
+                .options(
+                    selectinload(Digest.subscriber),
+                    selectinload(Digest.items).selectinload(DigestItem.listing),
+                )
+            ).one_or_none()
+            return None if row is None else digest_context(self.services, row)
+
+        context = self.reading(load)
+        if context is None:
+            raise DigestNotFound(f"no sent digest {digest_id} for this subscriber")
+        return self.services.renderer.render("digest", context).html
+
+    # Suggestions ------------------------------------------------------------------------------------
+    def suggestions(self, prefix: str, limit: int = 8) -> list[str]:
+        try:
+            return suggest(self.services, prefix, limit=limit)
+        except Exception:
+            log.exception("topic suggestions failed")
+            return []
