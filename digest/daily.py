@@ -159,8 +159,13 @@ def summarize(services: Services, plan: DayPlan) -> RunSummary:
         ).all()
     counts: dict[DigestStatus, int] = defaultdict(int)
     failures = []
+    retrying = 0
     for status, error, email in rows:
         counts[status] += 1
+        # A pending digest with an error was tried and waits for its next attempt; one without is simply
+        # still in the queue.
+        if status is DigestStatus.PENDING and error:
+            retrying += 1
         if status in (DigestStatus.FAILED, DigestStatus.BOUNCED) or (
             status is DigestStatus.PENDING and error
         ):
@@ -173,7 +178,7 @@ def summarize(services: Services, plan: DayPlan) -> RunSummary:
         already_sent=plan.already_sent,
         failed=counts[DigestStatus.FAILED],
         bounced=counts[DigestStatus.BOUNCED],
-        retrying=counts[DigestStatus.PENDING],
+        retrying=retrying,
         not_yet_sent=counts[DigestStatus.PENDING] + counts[DigestStatus.SENDING],
         failures=failures,
     )

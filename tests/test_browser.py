@@ -12,6 +12,7 @@ from datetime import timedelta
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
@@ -119,7 +120,7 @@ def test_a_subscriber_journey_in_a_real_browser(
 
     summary = run_day(services, utcnow().date(), CeleryDispatcher())
     assert summary.sent == 1, summary
-    digest_mail = [m for m in sink.to(email) if m is not confirmation][0]
+    digest_mail = next(m for m in sink.to(email) if m is not confirmation)
     html = body(digest_mail, "html")
     text = body(digest_mail, "plain")
     for label, width in (("600", 600), ("phone", 375)):
@@ -149,7 +150,7 @@ def test_a_subscriber_journey_in_a_real_browser(
         assert subscriber is not None
         assert (subscriber.send_hour, subscriber.timezone, subscriber.digest_size) == (9, "Europe/Berlin", 5)
         assert subscriber.next_due_at is not None
-        local = subscriber.next_due_at.astimezone(__import__("zoneinfo").ZoneInfo("Europe/Berlin"))
+        local = subscriber.next_due_at.astimezone(ZoneInfo("Europe/Berlin"))
         assert local.hour == 9
 
     # The digest in the browser, from the email's "View in browser" link; vote both ways from there.
@@ -199,3 +200,15 @@ def test_a_subscriber_journey_in_a_real_browser(
     with services.sessions() as session:
         subscriber = session.get(Subscriber, subscriber_id)
         assert subscriber is not None and subscriber.status is SubscriberStatus.UNSUBSCRIBED
+
+    # The operator's side: the admin overview with its charts, behind the password.
+    admin = chromium.new_context(
+        viewport=DESKTOP, http_credentials={"username": "admin", "password": "browser-admin-password"}
+    )
+    admin_page = admin.new_page()
+    for path, name in (("/admin", "admin-overview"), ("/admin/sends", "admin-sends")):
+        response = admin_page.goto(live_app.url + path)
+        assert response is not None and response.status == 200
+        assert admin_page.locator("svg[role=img]").count() >= 1
+        screenshot(admin_page, f"{name}-desktop")
+    admin.close()
