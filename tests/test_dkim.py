@@ -296,3 +296,46 @@ def test_generate_key_never_overwrites(tmp_path: Path) -> None:
     with pytest.raises(FileExistsError, match=re.escape(str(path))):
         generate_key(path, "digest", "example.org")
     assert path.read_text() == "keep me"
+
+
+def test_a_digest_sent_through_smtp_arrives_with_a_valid_signature(
+    key: tuple[Path, str], tmp_path: Path
+) -> None:
+    """The production path (compose with the services' signer, the SMTP mailer) signs what it sends."""
+    from datetime import timedelta
+
+    from aiosmtpd.controller import Controller
+
+    from digest.daily import run_day
+    from digest.db import upgrade
+    from digest.models import utcnow
+    from digest.services import Services
+    from tests.conftest import SmtpSink, free_port
+    from tests.test_daily import LORA, InlineDispatcher, add_subscriber, ingest
+
+    sink = SmtpSink(host="127.0.0.1", port=free_port())
+    controller = Controller(sink, hostname=sink.host, port=sink.port)
+    controller.start()
+    settings = get_settings(
+        {
+            "DIGEST_DATA_DIR": str(tmp_path / "data"),
+            "DIGEST_DKIM_KEY_FILE": str(key[0]),
+            "DIGEST_FROM": "Digest <digest@example.org>",
+            "DIGEST_SMTP_URL": sink.url,
+            "DIGEST_SECRET_KEY": "dkim-end-to-end-secret-key",
+        }
+    )
+    services = Services.build(settings)
+    try:
+        upgrade(services.engine)
+        ingest(services, tmp_path, LORA, utcnow() - timedelta(hours=1))
+        add_subscriber(services, "reader@example.org", "LoRA")
+        assert run_day(services, utcnow().date(), InlineDispatcher(services)).sent == 1
+        (raw,) = sink.raw
+        assert raw.startswith(b"DKIM-Signature:")
+        assert dkim.verify(raw, dnsfunc=fake_dns(key[1]))
+        header = message_from_bytes(raw)["DKIM-Signature"]
+        assert "list-unsubscribe" in header.lower() and "list-id" in header.lower()
+    finally:
+        services.close()
+        controller.stop()

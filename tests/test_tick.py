@@ -262,3 +262,48 @@ def test_an_unexpected_error_mid_batch_sends_nothing_twice_and_leaves_nothing_in
         ids[2]: SendResult.SENT,
     }
     assert len(outbox(services)) == 3
+
+
+def test_every_message_waits_for_the_shared_rate_limiter(any_services: Services, tmp_path: Path) -> None:
+    services = any_services
+    now = utcnow()
+    ingest(services, tmp_path, LORA, now - timedelta(hours=1))
+    for n in range(4):
+        add(services, f"reader{n}@example.org", 0, "UTC")
+    with transaction(services.sessions) as session:
+        session.execute(update(Subscriber).values(next_due_at=now - timedelta(minutes=1)))
+
+    class Counting:
+        calls = 0
+
+        def acquire(self) -> float:
+            Counting.calls += 1
+            return 0.0
+
+    services.__dict__["rate_limiter"] = Counting()
+    tick(services, InlineDispatcher(services), now=now)
+    assert Counting.calls == 4 == len(outbox(services))
+
+
+def test_status_reports_todays_deliveries_and_who_is_next(services: Services, tmp_path: Path) -> None:
+    from digest.status import gather, report
+
+    now = utcnow()
+    ingest(services, tmp_path, LORA, now - timedelta(hours=1))
+    add(services, "sent@example.org", 0, "UTC")
+    add(services, "later@example.org", (now.hour + 2) % 24, "Asia/Tokyo")
+    with transaction(services.sessions) as session:
+        session.execute(
+            update(Subscriber)
+            .where(Subscriber.email == "sent@example.org")
+            .values(next_due_at=now - timedelta(minutes=1))
+        )
+    tick(services, InlineDispatcher(services), now=now)
+    status = gather(services, now)
+    assert status.digests_today["sent"] == 1 and status.subscribers["active"] == 2
+    assert {email for _, email, _ in status.next_due} == {"sent@example.org", "later@example.org"}
+    assert [due for due, _, _ in status.next_due] == sorted(due for due, _, _ in status.next_due)
+    assert all(due > now for due, _, _ in status.next_due)
+    lines = "\n".join(report(status))
+    assert "later@example.org" in lines and "Asia/Tokyo" in lines
+    assert "no broker: tasks run in the calling process" in lines
