@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -242,7 +243,33 @@ def learned_terms(services: Services, subscriber_id: int, limit: int = 12) -> Le
         # Prefer the longer name when a unigram and a bigram share a column (hash collisions are rare).
         if weights.get(column) and len(term) > len(named.get(column, "")):
             named[column] = term
-    ranked = sorted(((weights[c], name) for c, name in named.items()), reverse=True)
+    hyphenated = _hyphenated_forms([*topics, *voted_texts])
+    shown = {c: _display(name, hyphenated) for c, name in named.items()}
+    ranked = sorted(((weights[c], name) for c, name in shown.items() if name), reverse=True)
     pulling = [(name, round(float(w), 4)) for w, name in ranked if w > 0][:limit]
     pushing = [(name, round(float(w), 4)) for w, name in reversed(ranked) if w < 0][:limit]
     return LearnedTerms(pulling, pushing, loaded.votes.count if loaded else 0)
+
+
+_HYPHENATED = re.compile(r"\b[a-z0-9]+(?:-[a-z0-9]+)+\b")
+
+
+def _hyphenated_forms(texts: Iterable[str]) -> dict[str, str]:
+    """The analyzer joins hyphenated words ("longsequence"); people write them with the hyphen."""
+    forms: dict[str, str] = {}
+    for text in texts:
+        for word in _HYPHENATED.findall(text.lower()):
+            forms.setdefault(word.replace("-", ""), word)
+    return forms
+
+
+def _display(term: str, hyphenated: dict[str, str]) -> str:
+    """A term as a person would write it; "" for a pair the analyzer made of a word and its own part."""
+    words = term.split(" ")
+    if len(words) == 2:
+        first, second = words
+        if (first in hyphenated and second in hyphenated[first].split("-")) or (
+            second in hyphenated and first in hyphenated[second].split("-")
+        ):
+            return ""
+    return " ".join(hyphenated.get(word, word) for word in words)
