@@ -22,9 +22,9 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import selectinload
 
 from digest.db import transaction
-from digest.delivery import DeliveryError, MailConnection, OutgoingMail, compose
+from digest.delivery import HTML_LIMIT_BYTES, DeliveryError, MailConnection, OutgoingMail, compose
 from digest.models import Digest, DigestItem, DigestStatus, Subscriber, SubscriberStatus, Vote, utcnow
-from digest.rendering import trim_abstract
+from digest.rendering import RenderedEmail, Renderer, trim_abstract
 from digest.services import Services
 
 log = logging.getLogger(__name__)
@@ -81,10 +81,33 @@ def render_digest(services: Services, row: Digest) -> OutgoingMail:
     return compose(
         services.settings,
         to=row.subscriber.email,
-        rendered=services.renderer.render("digest", context),
+        rendered=render_within_limit(services.renderer, context),
         unsubscribe_url=str(context["unsubscribe_url"]),
         signer=services.dkim,
     )
+
+
+# Abstract lengths tried in turn when a digest's HTML comes out too big; 0 leaves abstracts out.
+_SHORTER_ABSTRACTS = (150, 0)
+
+
+def render_within_limit(renderer: Renderer, context: dict[str, object]) -> RenderedEmail:
+    """Gmail clips HTML over ~102 KB and hides what follows, the unsubscribe link included; an unusually
+    long digest is rendered again with shorter abstracts rather than sent clipped."""
+    rendered = renderer.render("digest", context)
+    for limit in _SHORTER_ABSTRACTS:
+        if len(rendered.html.encode("utf-8")) <= HTML_LIMIT_BYTES:
+            break
+        shorter = dict(context)
+        for section in ("items", "trending"):
+            entries = context.get(section)
+            if isinstance(entries, list):
+                shorter[section] = [
+                    {**e, "abstract": trim_abstract(str(e["abstract"]), limit) if limit else ""}
+                    for e in entries
+                ]
+        rendered = renderer.render("digest", shorter)
+    return rendered
 
 
 def backoff(settings: Any, attempts: int) -> timedelta:

@@ -455,3 +455,22 @@ def test_media_rules_survive_inlining(rendered: dict[str, RenderedEmail]) -> Non
         css = Document(rendered[key].html).css
         assert "@media (prefers-color-scheme: dark)" in css and "!important" in css
         assert "@media screen and (max-width: 620px)" in css
+
+
+def test_a_digest_too_big_for_gmail_is_rendered_again_with_shorter_abstracts() -> None:
+    from digest.delivery import HTML_LIMIT_BYTES
+    from digest.sending import render_within_limit
+
+    renderer = Renderer.default()
+    # Untrimmed 1,200-character abstracts on 53 papers: far over the limit as they are.
+    huge = digest_context(0)
+    huge["items"] = [paper(rank, abstract=LONG_ABSTRACT) for rank in range(1, MAX_DIGEST_SIZE + 1)]
+    huge["trending"] = [paper(rank, "trending", abstract=LONG_ABSTRACT) for rank in range(1, 4)]
+    assert len(renderer.render("digest", huge).html.encode()) > HTML_LIMIT_BYTES
+    fitted = render_within_limit(renderer, huge)
+    assert len(fitted.html.encode()) <= HTML_LIMIT_BYTES
+    assert huge["unsubscribe_url"] in fitted.html and "Unsubscribe" in fitted.html
+    assert fitted.html.count(">More like this<") == MAX_DIGEST_SIZE + 3  # every paper is still there
+
+    typical = digest_context(10, 3)
+    assert render_within_limit(renderer, typical) == renderer.render("digest", typical)
