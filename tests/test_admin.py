@@ -645,3 +645,20 @@ def test_evaluation_figures_round_trip(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         stats.load_evaluation(path)
     assert list((tmp_path / "deep").iterdir()) == [path]  # no temporary file left behind
+
+
+def test_wrong_passwords_lock_the_client_out_before_the_password_is_checked(admin_services: Services) -> None:
+    from digest.web.limits import FailedLogins, MemoryCounter
+
+    now = [1_000_000.0]
+    logins = FailedLogins(MemoryCounter(clock=lambda: now[0]), allowed=3, window_seconds=60)
+    app = create_app(admin_services, NullDispatcher(), admin_logins=logins)
+    with TestClient(app, follow_redirects=False) as client:
+        assert client.get("/admin").status_code == 401  # no credentials: not counted as a guess
+        for _ in range(3):
+            assert client.get("/admin", headers=basic("wrong-password-guess")).status_code == 401
+        locked = client.get("/admin", headers=AUTH)
+        assert locked.status_code == 429 and locked.headers["Retry-After"] == "60"
+        assert client.get("/admin", headers=basic("another-wrong-guess")).status_code == 429
+        now[0] += 61
+        assert client.get("/admin", headers=AUTH).status_code == 200

@@ -32,6 +32,7 @@ from digest.models import utcnow
 from digest.services import Services
 from digest.status import gather
 from digest.web.charts import Series, bar_chart
+from digest.web.limits import FailedLogins, default_failed_logins
 
 ADMIN_TEMPLATES = Path(__file__).resolve().parents[2] / "templates" / "web" / "admin"
 # Sent with every admin page: operator data must not be cached by proxies or browsers, nor indexed.
@@ -133,16 +134,26 @@ def _clamp_days(days: int) -> int:
     return min(max(days, 1), MAX_DAYS)
 
 
-def admin_router(services: Services, render: Render) -> APIRouter:
+def admin_router(services: Services, render: Render, failed_logins: FailedLogins | None = None) -> APIRouter:
     """Every page of the admin area, behind the password check; see the module docstring for wiring."""
     stylesheet = (ADMIN_TEMPLATES / "admin.css").read_text(encoding="utf-8")
+    logins = failed_logins or default_failed_logins(services.settings)
 
     def require_admin(request: Request) -> None:
         password = services.settings.admin_password
         if password is None:
             # The same answer as for any URL the app does not have.
             raise HTTPException(status_code=404)
+        client = request.client.host if request.client else "unknown"
+        if logins.blocked(client):
+            raise HTTPException(
+                status_code=429,
+                detail="too many wrong passwords; try again later",
+                headers={"Retry-After": str(logins.window_seconds), **ADMIN_HEADERS},
+            )
         if not password_matches(request.headers.get("authorization"), password):
+            if request.headers.get("authorization"):
+                logins.failed(client)
             raise HTTPException(
                 status_code=401,
                 detail="the admin password is needed",

@@ -34,7 +34,7 @@ from digest.services import Dispatcher, Services
 from digest.web.admin import admin_router
 from digest.web.api import api_router, mask_email
 from digest.web.core import DigestNotFound, LinkGone, PreferencesView, WebCore, schedule_of
-from digest.web.limits import SubscribeLimits, default_limits
+from digest.web.limits import FailedLogins, SubscribeLimits, default_limits
 from digest.web.security import API_PREFIX, Csrf, CsrfRejected, FormTokens, RequestGuards, SecurityHeaders
 
 log = logging.getLogger(__name__)
@@ -139,7 +139,11 @@ def _is_web_url(value: object) -> bool:
 
 
 def create_app(
-    services: Services, dispatcher: Dispatcher, *, subscribe_limits: SubscribeLimits | None = None
+    services: Services,
+    dispatcher: Dispatcher,
+    *,
+    subscribe_limits: SubscribeLimits | None = None,
+    admin_logins: FailedLogins | None = None,
 ) -> FastAPI:
     settings = services.settings
     app = FastAPI(
@@ -157,7 +161,7 @@ def create_app(
     links = services.links
     static = {name: (TEMPLATES_DIR / name).read_text(encoding="utf-8") for name in STATIC_FILES}
     app.include_router(api_router(core))
-    app.include_router(admin_router(services, pages.render), include_in_schema=False)
+    app.include_router(admin_router(services, pages.render, admin_logins), include_in_schema=False)
 
     def links_for(request: Request, subscriber: Subscriber) -> dict[str, str]:
         public_id = subscriber.public_id

@@ -33,6 +33,10 @@ class Counter(Protocol):
         """Count one more use of `key` in the current window and return the count so far."""
         ...
 
+    def peek(self, key: str, window_seconds: int) -> int:
+        """The count of `key` in the current window, without adding to it."""
+        ...
+
 
 class MemoryCounter:
     """Counts in this process; all keys share the window boundaries, so a new window clears them all."""
@@ -53,6 +57,11 @@ class MemoryCounter:
             self._counts[key] = count
             return count
 
+    def peek(self, key: str, window_seconds: int) -> int:
+        window = int(self._clock() // window_seconds)
+        with self._lock:
+            return self._counts.get(key, 0) if window == self._window else 0
+
 
 class RedisCounter:
     """INCR on a key named after the window, which expires shortly after the window ends."""
@@ -70,6 +79,11 @@ class RedisCounter:
         pipe.expire(name, window_seconds + 60)
         count, _ = pipe.execute()
         return int(count)
+
+    def peek(self, key: str, window_seconds: int) -> int:
+        window = int(self._clock() // window_seconds)
+        value = self.client.get(f"{self.prefix}:{key}:{window}")
+        return int(value) if value is not None else 0
 
 
 def client_key(client_ip: str) -> str:
@@ -116,6 +130,53 @@ class SubscribeLimits:
             log.warning("subscribe limit: %d requests this hour for one address", by_address)
             return False
         return True
+
+
+@dataclass
+class FailedLogins:
+    """Wrong admin passwords allowed per client in each window; past that, even the right one waits.
+
+    Blocking before the password is checked matters: answering a right guess while refusing wrong ones
+    would let guessing go on at full speed.
+    """
+
+    counter: Counter
+    allowed: int = 10
+    window_seconds: int = 15 * 60
+
+    def _key(self, client_ip: str) -> str:
+        return f"admin-failed:{_fingerprint(client_key(client_ip))}"
+
+    def blocked(self, client_ip: str) -> bool:
+        try:
+            return self.counter.peek(self._key(client_ip), self.window_seconds) >= self.allowed
+        except redis.RedisError:
+            log.warning("admin login limit unavailable; letting the request through", exc_info=True)
+            return False
+
+    def failed(self, client_ip: str) -> None:
+        try:
+            count = self.counter.hit(self._key(client_ip), self.window_seconds)
+        except redis.RedisError:
+            log.warning("admin login limit unavailable", exc_info=True)
+            return
+        if count >= self.allowed:
+            log.warning("admin login: %d wrong passwords from one client; blocking it for a while", count)
+
+
+def _counter(settings: Settings, purpose: str) -> Counter:
+    url = settings.broker_url
+    if url and url.startswith(("redis://", "rediss://")):
+        # One quick try: a request waits on this, and the counters failing open costs little.
+        client = redis.Redis.from_url(
+            url, socket_timeout=1, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0)
+        )
+        return RedisCounter(client, prefix=f"digest:{purpose}:{settings.queue}")
+    return MemoryCounter()
+
+
+def default_failed_logins(settings: Settings) -> FailedLogins:
+    return FailedLogins(_counter(settings, "admin-limit"))
 
 
 def default_limits(settings: Settings) -> SubscribeLimits:
