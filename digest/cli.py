@@ -189,6 +189,28 @@ def run(digest_date: Any) -> None:
             sys.exit(1)
 
 
+@main.command("dkim-keygen")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--selector", default="digest", show_default=True, help="The DKIM selector (DNS label).")
+@click.option("--domain", default=None, help="The signing domain (default: the domain of DIGEST_FROM).")
+def dkim_keygen(path: Path, selector: str, domain: str | None) -> None:
+    """Write a new DKIM private key to PATH and print the DNS TXT record to publish for it."""
+    from digest.dkim import generate_key
+
+    try:
+        settings = get_settings()
+    except ConfigError as exc:
+        raise click.ClickException(f"configuration: {exc}") from None
+    try:
+        record = generate_key(path, selector, domain or settings.mail_domain)
+    except FileExistsError:
+        raise click.ClickException(f"{path} already exists; a key is never overwritten") from None
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise click.ClickException(f"could not write a key to {path}: {exc}") from None
+    click.echo(record)
+    click.echo(f"Then set DIGEST_DKIM_KEY_FILE={path} and DIGEST_DKIM_SELECTOR={selector}.", err=True)
+
+
 @main.command()
 def tick() -> None:
     """Do what the beat does every few minutes: settle stuck sends, claim due subscribers, rank, queue."""

@@ -139,3 +139,25 @@ def test_demo_prints_the_table_and_writes_emails_a_mail_client_opens(
     refused = digest(env, "demo", "--data-dir", str(foreign))
     assert refused.exit_code == 1 and "was not made by `digest demo`" in refused.output
     assert (foreign / "notes.txt").read_text(encoding="utf-8") == "keep me"
+
+
+def test_dkim_keygen_writes_a_key_once_and_prints_its_record(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from digest.cli import main
+    from digest.config import get_settings
+    from digest.dkim import DkimSigner
+
+    env = {"DIGEST_DATA_DIR": str(tmp_path), "DIGEST_FROM": "Digest <digest@example.org>"}
+    key = tmp_path / "dkim.pem"
+    made = CliRunner().invoke(main, ["dkim-keygen", str(key), "--selector", "s2026"], env=env)
+    assert made.exit_code == 0, made.output
+    assert (
+        made.stdout.startswith("s2026._domainkey.example.org IN TXT") and "v=DKIM1; k=rsa; p=" in made.stdout
+    )
+    assert oct(key.stat().st_mode & 0o777) == "0o600"
+    signer = DkimSigner.from_settings(get_settings({**env, "DIGEST_DKIM_KEY_FILE": str(key)}))
+    assert signer is not None
+
+    again = CliRunner().invoke(main, ["dkim-keygen", str(key)], env=env)
+    assert again.exit_code == 1 and "already exists" in again.output
