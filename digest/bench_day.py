@@ -32,7 +32,7 @@ from digest.ingest import ingest_paths
 from digest.models import Digest, DigestStatus, Subscriber, SubscriberStatus, utcnow
 from digest.profiles import current_space
 from digest.services import Services
-from digest.sink import SinkProcess
+from digest.sink import SinkProcess, peak_rss_mb
 from digest.tables import text_table
 
 DONE = (DigestStatus.SENT, DigestStatus.EMPTY, DigestStatus.FAILED, DigestStatus.BOUNCED)
@@ -51,20 +51,12 @@ class DayResult:
     peaks_mb: dict[str, float]
 
 
-def _vm_hwm_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def _tree_peaks(pid: int) -> list[float]:
     """The worker's own peak and its pool children's; a solo pool has none."""
-    peaks = [_vm_hwm_mb(pid)]
+    peaks = [peak_rss_mb(pid)]
     children = Path(f"/proc/{pid}/task/{pid}/children")
     if children.exists():
-        peaks += [_vm_hwm_mb(int(child)) for child in children.read_text().split()]
+        peaks += [peak_rss_mb(int(child)) for child in children.read_text().split()]
     return peaks
 
 
@@ -190,7 +182,7 @@ def run_day(
                 for k, peak in enumerate(_tree_peaks(process.pid)):
                     peaks[f"worker {n + 1}" + (f" pool child {k}" if k else "")] = peak
             peaks["smtp sink"] = sink.peak_rss_mb()
-            peaks["this process (setup, queueing the tick, polling)"] = _vm_hwm_mb(os.getpid())
+            peaks["this process (setup, queueing the tick, polling)"] = peak_rss_mb(os.getpid())
             import redis
 
             info = redis.Redis.from_url(redis_url).info("memory")

@@ -395,6 +395,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def peak_rss_mb(pid: int) -> float:
+    """A running process's peak resident memory (VmHWM), in MB; Linux only."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmHWM in /proc/{pid}/status")
+
+
 def read_record(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Split a record into accepted messages and faults.
 
@@ -590,11 +598,7 @@ class SinkProcess:
         """Peak resident memory of the sink, so a benchmark can bound what the sink itself costs."""
         if self._process.poll() is not None:
             raise RuntimeError("the sink is not running; its peak RSS is gone with it")
-        status = Path(f"/proc/{self.pid}/status").read_text()
-        for line in status.splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        raise RuntimeError(f"no VmHWM in /proc/{self.pid}/status")
+        return peak_rss_mb(self.pid)
 
     def __enter__(self) -> SinkProcess:
         return self
