@@ -43,7 +43,7 @@ from digest.ranking import (
     scores,
     train_learned,
 )
-from digest.schedule import Schedule, digest_date_for, next_slot
+from digest.schedule import digest_date_for, next_slot, schedule_of
 from digest.services import Services
 
 SCORING_BLOCK = 5000
@@ -76,10 +76,6 @@ class Opened:
     already_open: int = 0
 
 
-def _schedule_of(row: Any) -> Schedule:
-    return Schedule(Cadence(row.cadence), row.send_hour, row.timezone, row.weekly_day)
-
-
 def schedule_unscheduled(services: Services, now: datetime) -> int:
     """Give subscribers who just confirmed, resumed or changed their schedule their next delivery time."""
     total = 0
@@ -98,7 +94,7 @@ def schedule_unscheduled(services: Services, now: datetime) -> int:
             ).all()
             groups: dict[datetime, list[int]] = defaultdict(list)
             for row in rows:
-                slot = next_slot(_schedule_of(row), now)
+                slot = next_slot(schedule_of(row), now)
                 if slot is not None:
                     groups[slot.due_at].append(row.id)
             for due_at, ids in groups.items():
@@ -138,7 +134,7 @@ def open_due(services: Services, now: datetime) -> Opened:
             ).all()
             groups: dict[tuple[datetime, datetime | None, date], list[int]] = defaultdict(list)
             for row in rows:
-                schedule = _schedule_of(row)
+                schedule = schedule_of(row)
                 slot = next_slot(schedule, now)
                 groups[
                     (row.next_due_at, slot.due_at if slot else None, digest_date_for(schedule, now))

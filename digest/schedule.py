@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from digest.models import Cadence
@@ -32,6 +33,17 @@ class Schedule:
     send_hour: int
     timezone: str
     weekly_day: int = 0
+
+
+def schedule_of(subscriber: Any) -> Schedule:
+    """The schedule of a subscriber row (or a selected row with the same columns). A subscriber made in
+    this transaction has no column defaults yet, so those are filled in here the way the table would."""
+    return Schedule(
+        Cadence(subscriber.cadence or Cadence.DAILY),
+        subscriber.send_hour if subscriber.send_hour is not None else 6,
+        subscriber.timezone or "UTC",
+        subscriber.weekly_day or 0,
+    )
 
 
 @dataclass(frozen=True)

@@ -232,8 +232,6 @@ class SinkHandler:
             return _REPLIES[action]
 
         raw: bytes = envelope.original_content
-        if self.delay:
-            await asyncio.sleep(self.delay)
         message_id, subject = scan_headers(raw)
         self.accepted += 1
         if self.keep_dir is not None:
@@ -250,6 +248,10 @@ class SinkHandler:
                 "at": time.time(),
             }
         )
+        # Like a real MTA, the message is queued (recorded) before the reply, and a client that
+        # disconnects while waiting for the reply does not unsend it.
+        if self.delay:
+            await asyncio.sleep(self.delay)
         return "250 OK"
 
 
@@ -374,7 +376,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--record", type=Path, required=True, help="JSON-lines file to append to")
     parser.add_argument("--faults", type=Path, help="JSON object mapping recipient addresses to fault rules")
     parser.add_argument("--keep-dir", type=Path, help="also store each accepted message as DIR/<n>.eml")
-    parser.add_argument("--delay-ms", type=float, default=0, help="pause before acknowledging DATA")
+    parser.add_argument(
+        "--delay-ms", type=float, default=0, help="pause after recording a message, before the 250"
+    )
     args = parser.parse_args(argv)
 
     try:

@@ -18,8 +18,8 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
-from digest.models import Cadence, Subscriber, SubscriberStatus, utcnow
-from digest.schedule import Schedule, next_slot
+from digest.models import Subscriber, SubscriberStatus, utcnow
+from digest.schedule import Schedule, next_slot, schedule_of
 
 MAX_TOPICS = 20
 MAX_DIGEST_SIZE = 50
@@ -114,13 +114,7 @@ def _activate(subscriber: Subscriber) -> None:
 def _reschedule(subscriber: Subscriber) -> None:
     slot = None
     if subscriber.status is SubscriberStatus.ACTIVE:
-        schedule = Schedule(
-            Cadence(subscriber.cadence or Cadence.DAILY),
-            subscriber.send_hour if subscriber.send_hour is not None else 6,
-            subscriber.timezone or "UTC",
-            subscriber.weekly_day or 0,
-        )
-        slot = next_slot(schedule, utcnow())
+        slot = next_slot(schedule_of(subscriber), utcnow())
     subscriber.next_due_at = slot.due_at if slot else None
 
 

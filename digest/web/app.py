@@ -29,11 +29,11 @@ from digest import feedback, subscriptions
 from digest.links import BadLink
 from digest.models import Cadence, Listing, Subscriber, SubscriberStatus
 from digest.rendering import long_date
-from digest.schedule import WEEKDAYS, InvalidSchedule, describe, known_timezones, zone
+from digest.schedule import WEEKDAYS, InvalidSchedule, describe, known_timezones, schedule_of, zone
 from digest.services import Dispatcher, Services
 from digest.web.admin import admin_router
 from digest.web.api import api_router, mask_email
-from digest.web.core import DigestNotFound, LinkGone, PreferencesView, WebCore, schedule_of
+from digest.web.core import DigestNotFound, LinkGone, PreferencesView, WebCore
 from digest.web.limits import FailedLogins, SubscribeLimits, default_limits
 from digest.web.security import API_PREFIX, Csrf, CsrfRejected, FormTokens, RequestGuards, SecurityHeaders
 

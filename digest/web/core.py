@@ -20,7 +20,7 @@ from digest import feedback, subscriptions
 from digest.db import transaction
 from digest.models import Cadence, Digest, DigestItem, DigestStatus, Subscriber, Vote
 from digest.profiles import LearnedTerms, learned_terms
-from digest.schedule import InvalidSchedule, Schedule, validated
+from digest.schedule import InvalidSchedule, Schedule, schedule_of, validated
 from digest.sending import digest_context
 from digest.services import Dispatcher, Services
 from digest.suggestions import suggest
@@ -57,15 +57,6 @@ class PreferencesView:
     # None when the profile could not be read (no feature space yet, say); the page says so.
     learned: LearnedTerms | None
     history: list[feedback.VoteEntry]
-
-
-def schedule_of(subscriber: Subscriber) -> Schedule:
-    return Schedule(
-        Cadence(subscriber.cadence or Cadence.DAILY),
-        subscriber.send_hour if subscriber.send_hour is not None else 6,
-        subscriber.timezone or "UTC",
-        subscriber.weekly_day or 0,
-    )
 
 
 class WebCore:
