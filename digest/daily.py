@@ -144,8 +144,8 @@ def plan_day(services: Services, digest_date: date, *, now: datetime | None = No
             plan.to_send.append(digest_id)
         elif status is DigestStatus.EMPTY and digest_id in fresh:
             plan.nothing_new += 1
-        elif status in (DigestStatus.SENT, DigestStatus.SENDING) or digest_id not in fresh:
-            plan.already_sent += status in (DigestStatus.SENT, DigestStatus.SENDING)
+        elif status in (DigestStatus.SENT, DigestStatus.SENDING):
+            plan.already_sent += 1
     plan.to_send.sort()
     return plan
 

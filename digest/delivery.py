@@ -193,15 +193,6 @@ def build_message(
     return message
 
 
-def prepare(message: EmailMessage, signer: DkimSigner | None = None) -> OutgoingMail:
-    """Serialise once, and sign the exact bytes that will be sent."""
-    data = message.as_bytes(policy=WIRE_POLICY)
-    if signer is not None:
-        data = signer.sign(data)
-    sender = parseaddr(str(message["From"] or ""))[1]
-    return OutgoingMail(sender, _recipient_of(message), str(message["Message-ID"] or ""), data)
-
-
 class MailConnection(Protocol):
     def send(self, mail: OutgoingMail, handing_over: Callable[[], None] | None = None) -> None:
         """Deliver one message or raise DeliveryError.

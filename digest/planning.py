@@ -172,9 +172,9 @@ def open_due(services: Services, now: datetime) -> Opened:
 def open_day(services: Services, digest_date: date, now: datetime) -> Opened:
     """Open a digest dated `digest_date` for every active subscriber at once (`digest run`, the demo)."""
     with transaction(services.sessions) as session:
-        before = set(session.scalars(select(Digest.id).where(Digest.digest_date == digest_date)).all())
-        session.execute(
-            insert_new(session, Digest).from_select(
+        opened = session.scalars(
+            insert_new(session, Digest)
+            .from_select(
                 ["subscriber_id", "digest_date", "status", "candidates_until", "created_at"],
                 select(
                     Subscriber.id,
@@ -184,9 +184,9 @@ def open_day(services: Services, digest_date: date, now: datetime) -> Opened:
                     literal(now, UTCDateTime),
                 ).where(_active()),
             )
-        )
-        after = session.scalars(select(Digest.id).where(Digest.digest_date == digest_date)).all()
-    return Opened(digest_ids=sorted(set(after) - before))
+            .returning(Digest.id)
+        ).all()
+    return Opened(digest_ids=sorted(opened))
 
 
 @dataclass

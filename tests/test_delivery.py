@@ -22,8 +22,8 @@ from digest.delivery import (
     OutboxMailer,
     SmtpMailer,
     build_message,
+    compose,
     make_mailer,
-    prepare,
     send_confirmation,
 )
 from digest.models import Subscriber, SubscriberStatus
@@ -50,14 +50,14 @@ def test_a_message_through_a_real_smtp_server_keeps_headers_and_parts(
     settings: Settings, smtp_sink: SmtpSink
 ) -> None:
     before = datetime.now(UTC).replace(microsecond=0)
-    message = build_message(
+    mail = compose(
         settings,
         to="reader@example.org",
         rendered=rendered("Ihr Überblick: 2 neue Papiere — 🚀 café"),
         unsubscribe_url=UNSUBSCRIBE,
     )
     with SmtpMailer(smtp_sink.url).open() as connection:
-        connection.send(prepare(message))
+        connection.send(mail)
 
     (received,) = smtp_sink.to("reader@example.org")
     assert smtp_sink.envelopes == [("digest@example.org", ["reader@example.org"])]
@@ -66,7 +66,7 @@ def test_a_message_through_a_real_smtp_server_keeps_headers_and_parts(
     assert received["List-Unsubscribe"] == f"<{UNSUBSCRIBE}>"
     assert received["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert re.fullmatch(r"<[^<>@\s]+@example\.org>", str(received["Message-ID"]))
-    assert received["Message-ID"] == message["Message-ID"]
+    assert received["Message-ID"] == mail.message_id
     sent_at = parsedate_to_datetime(str(received["Date"]))
     assert sent_at.utcoffset() == timedelta(0)
     assert before <= sent_at <= datetime.now(UTC)
@@ -85,9 +85,9 @@ def test_a_long_unsubscribe_url_stays_a_plain_header_a_mail_client_can_read(
     settings: Settings, smtp_sink: SmtpSink
 ) -> None:
     long_url = "https://digest.example.org/unsubscribe/" + "Ab3_-" * 30 + ".signature-part-of-the-token"
-    message = build_message(settings, to="reader@example.org", rendered=rendered(), unsubscribe_url=long_url)
+    mail = compose(settings, to="reader@example.org", rendered=rendered(), unsubscribe_url=long_url)
     with SmtpMailer(smtp_sink.url).open() as connection:
-        connection.send(prepare(message))
+        connection.send(mail)
     (raw,) = smtp_sink.raw
     assert f"\r\nList-Unsubscribe: <{long_url}>\r\n".encode() in raw
     assert b"=?utf-8?" not in raw.split(b"\r\n\r\n", 1)[0].split(b"Subject:")[0]
@@ -142,9 +142,7 @@ def test_several_messages_share_one_connection(
     recipients = [f"reader{n}@example.org" for n in range(5)]
     with SmtpMailer(url).open() as connection:
         for to in recipients:
-            connection.send(
-                prepare(build_message(settings, to=to, rendered=rendered(), unsubscribe_url=UNSUBSCRIBE))
-            )
+            connection.send(compose(settings, to=to, rendered=rendered(), unsubscribe_url=UNSUBSCRIBE))
     assert [str(m["To"]) for _, m in server.received] == recipients
     assert len({peer for peer, _ in server.received}) == 1
 
@@ -157,13 +155,9 @@ def test_a_refused_recipient_is_permanent_and_the_connection_goes_on(
     with SmtpMailer(url).open() as connection:
         with pytest.raises(DeliveryError) as refused:
             connection.send(
-                prepare(
-                    build_message(settings, to="gone@example.org", rendered=rendered(), unsubscribe_url=None)
-                )
+                compose(settings, to="gone@example.org", rendered=rendered(), unsubscribe_url=None)
             )
-        connection.send(
-            prepare(build_message(settings, to="fine@example.org", rendered=rendered(), unsubscribe_url=None))
-        )
+        connection.send(compose(settings, to="fine@example.org", rendered=rendered(), unsubscribe_url=None))
     assert refused.value.permanent is True
     assert refused.value.bounce is True
     assert refused.value.recipient == "gone@example.org"
@@ -175,9 +169,7 @@ def test_a_temporary_refusal_is_transient(settings: Settings, scripted: tuple[Sc
     server, url = scripted
     server.rcpt_replies["busy@example.org"] = "421 4.3.2 Try again later"
     with SmtpMailer(url).open() as connection, pytest.raises(DeliveryError) as deferred:
-        connection.send(
-            prepare(build_message(settings, to="busy@example.org", rendered=rendered(), unsubscribe_url=None))
-        )
+        connection.send(compose(settings, to="busy@example.org", rendered=rendered(), unsubscribe_url=None))
     assert deferred.value.permanent is False
     assert deferred.value.bounce is False
     assert deferred.value.connection_lost is True  # 421: the server is closing the session
@@ -193,9 +185,7 @@ def test_a_refused_message_body_follows_the_reply_code(
     server, url = scripted
     server.data_reply = reply
     with SmtpMailer(url).open() as connection, pytest.raises(DeliveryError) as refused:
-        connection.send(
-            prepare(build_message(settings, to="r@example.org", rendered=rendered(), unsubscribe_url=None))
-        )
+        connection.send(compose(settings, to="r@example.org", rendered=rendered(), unsubscribe_url=None))
     assert refused.value.permanent is permanent
     assert refused.value.bounce is permanent
     assert reply in str(refused.value) and "r@example.org" in str(refused.value)
@@ -245,11 +235,7 @@ def test_credentials_in_the_url_are_percent_decoded_and_used(settings: Settings)
     try:
         mailer = SmtpMailer(f"smtp://user%40example.org:p%40ss%3Aw%2Frd@127.0.0.1:{port}", timeout=5)
         with mailer.open() as connection:
-            connection.send(
-                prepare(
-                    build_message(settings, to="r@example.org", rendered=rendered(), unsubscribe_url=None)
-                )
-            )
+            connection.send(compose(settings, to="r@example.org", rendered=rendered(), unsubscribe_url=None))
         bad = SmtpMailer(f"smtp://user%40example.org:wrong@127.0.0.1:{port}", timeout=5)
         with pytest.raises(DeliveryError) as refused, bad.open():
             pass
@@ -283,13 +269,13 @@ def test_make_mailer_picks_the_outbox_without_an_smtp_url(settings: Settings, sm
 
 def test_the_outbox_holds_one_parseable_eml_file_per_message(settings: Settings, tmp_path: Path) -> None:
     outbox = tmp_path / "not" / "yet" / "there"
-    messages = [
-        build_message(settings, to=to, rendered=rendered("Digest — ünïcode"), unsubscribe_url=UNSUBSCRIBE)
+    mails = [
+        compose(settings, to=to, rendered=rendered("Digest — ünïcode"), unsubscribe_url=UNSUBSCRIBE)
         for to in ("a@example.org", "o'brien+x@example.org")
     ]
     with OutboxMailer(outbox).open() as connection:
-        for message in messages:
-            connection.send(prepare(message))
+        for mail in mails:
+            connection.send(mail)
 
     files = sorted(outbox.iterdir())
     assert len(files) == 2 and all(f.suffix == ".eml" for f in files)
