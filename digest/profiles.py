@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 
 REFIT_GROWTH = 0.10
 BACKGROUND_PAPERS = 2000
+# Up to this many subscribers, votes are selected by subscriber id (a ranking block is 5,000).
+VOTES_BY_ID_UP_TO = 5000
 
 
 def current_space(services: Services, *, force: bool = False, refit: bool = True) -> FeatureSpace:
@@ -107,8 +109,9 @@ def load_votes(
     by_subscriber: dict[int, list[tuple[int, int]]] = defaultdict(list)
     wanted = set(subscriber_ids)
     query = select(Feedback.subscriber_id, Feedback.listing_id, Feedback.vote)
-    if len(wanted) <= 500:
-        # Retraining one subscriber must not read everyone's votes; a whole run reads them in one scan.
+    if len(wanted) <= VOTES_BY_ID_UP_TO:
+        # One subscriber, or one ranking block, reads only its own votes; the block size keeps a run from
+        # scanning every vote once per block.
         query = query.where(Feedback.subscriber_id.in_(sorted(wanted)))
     for subscriber_id, listing_id, vote in session.execute(query):
         if subscriber_id in wanted:

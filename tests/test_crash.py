@@ -11,14 +11,12 @@ import re
 import signal
 import subprocess
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-import redis
 from sqlalchemy import func, insert, select
 
 from digest.config import get_settings
@@ -27,9 +25,8 @@ from digest.models import Digest, DigestStatus, Subscriber, SubscriberStatus, ut
 from digest.sending import Reconciled
 from digest.services import Services
 from digest.sink import SinkProcess
-from tests.conftest import REDIS_URL
 from tests.test_daily import LORA, ingest
-from tests.test_worker_integration import BIN
+from tests.test_worker_integration import BIN, production_environment
 
 pytestmark = pytest.mark.integration
 
@@ -49,25 +46,9 @@ def sink(tmp_path: Path) -> Iterator[SinkProcess]:
 
 @pytest.fixture
 def env(tmp_path: Path, postgres_url: str, sink: SinkProcess) -> dict[str, str]:
-    try:
-        redis.Redis.from_url(REDIS_URL).ping()
-    except redis.RedisError as exc:
-        pytest.fail(f"Redis at {REDIS_URL} is needed for this test (.ci/run starts it): {exc}")
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
-    environment.update(
-        {
-            "DIGEST_DATA_DIR": str(tmp_path / "data"),
-            "DIGEST_DATABASE_URL": postgres_url,
-            "DIGEST_BROKER_URL": REDIS_URL,
-            "DIGEST_SMTP_URL": sink.url,
-            "DIGEST_BASE_URL": "https://digest.example.org",
-            "DIGEST_FROM": "Paper digest <digest@example.org>",
-            "DIGEST_SECRET_KEY": "crash-test-secret-" + uuid.uuid4().hex,
-            "DIGEST_QUEUE": f"digest-crash-{uuid.uuid4().hex[:8]}",
-            "DIGEST_SEND_LEASE_SECONDS": str(LEASE_SECONDS),
-        }
+    return production_environment(
+        tmp_path, postgres_url, sink.url, DIGEST_SEND_LEASE_SECONDS=str(LEASE_SECONDS)
     )
-    return environment
 
 
 def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:

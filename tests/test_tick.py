@@ -28,6 +28,11 @@ def add(services: Services, email: str, hour: int, tz: str, cadence: str = "dail
     return result.subscriber_id
 
 
+def everyone_due(services: Services, now: datetime) -> None:
+    with transaction(services.sessions) as session:
+        session.execute(update(Subscriber).values(next_due_at=now - timedelta(minutes=1)))
+
+
 def due_at(services: Services, email: str) -> datetime | None:
     with services.sessions() as session:
         return session.scalars(select(Subscriber.next_due_at).where(Subscriber.email == email)).one()
@@ -99,8 +104,7 @@ def test_two_ticks_at_once_claim_each_due_subscriber_once(any_services: Services
     ingest(services, tmp_path, LORA, now - timedelta(hours=1))
     for n in range(40):
         add(services, f"reader{n}@example.org", 0, "UTC")
-    with transaction(services.sessions) as session:
-        session.execute(update(Subscriber).values(next_due_at=now - timedelta(minutes=1)))
+    everyone_due(services, now)
 
     opened: list[int] = []
     barrier = threading.Barrier(2)
@@ -127,8 +131,7 @@ def test_a_digest_opened_but_never_ranked_is_ranked_and_sent_by_the_next_tick(
     now = utcnow()
     ingest(services, tmp_path, LORA, now - timedelta(hours=1))
     add(services, "reader@example.org", 0, "UTC")
-    with transaction(services.sessions) as session:
-        session.execute(update(Subscriber).values(next_due_at=now - timedelta(minutes=1)))
+    everyone_due(services, now)
     assert len(open_due(services, now).digest_ids) == 1  # ... and the process dies here
     report = tick(services, InlineDispatcher(services), now=now + timedelta(minutes=2))
     assert report.opened.digest_ids == [] and report.planned.planned == 1
@@ -138,8 +141,7 @@ def test_a_digest_opened_but_never_ranked_is_ranked_and_sent_by_the_next_tick(
 def _stuck_in_sending(services: Services, *, handed: bool) -> int:
     now = utcnow()
     add(services, "reader@example.org", 0, "UTC")
-    with transaction(services.sessions) as session:
-        session.execute(update(Subscriber).values(next_due_at=now - timedelta(minutes=1)))
+    everyone_due(services, now)
     open_due(services, now)
     plan_pending(services, now)
     with transaction(services.sessions) as session:
@@ -227,8 +229,7 @@ def test_an_unexpected_error_mid_batch_sends_nothing_twice_and_leaves_nothing_in
     ingest(services, tmp_path, LORA, now - timedelta(hours=1))
     for n in range(3):
         add(services, f"reader{n}@example.org", 0, "UTC")
-    with transaction(services.sessions) as session:
-        session.execute(update(Subscriber).values(next_due_at=now - timedelta(minutes=1)))
+    everyone_due(services, now)
     open_due(services, now)
     plan_pending(services, now)
     with services.sessions() as session:
@@ -270,8 +271,7 @@ def test_every_message_waits_for_the_shared_rate_limiter(any_services: Services,
     ingest(services, tmp_path, LORA, now - timedelta(hours=1))
     for n in range(4):
         add(services, f"reader{n}@example.org", 0, "UTC")
-    with transaction(services.sessions) as session:
-        session.execute(update(Subscriber).values(next_due_at=now - timedelta(minutes=1)))
+    everyone_due(services, now)
 
     class Counting:
         calls = 0

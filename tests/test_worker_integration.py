@@ -26,8 +26,8 @@ TOPICS = {
 }
 
 
-@pytest.fixture
-def production_env(tmp_path: Path, postgres_url: str, smtp_sink: SmtpSink) -> dict[str, str]:
+def production_environment(tmp_path: Path, postgres_url: str, smtp_url: str, **extra: str) -> dict[str, str]:
+    """The environment of a production process: PostgreSQL, Redis as the broker (a queue of its own), SMTP."""
     try:
         redis.Redis.from_url(REDIS_URL).ping()
     except redis.RedisError as exc:
@@ -38,14 +38,20 @@ def production_env(tmp_path: Path, postgres_url: str, smtp_sink: SmtpSink) -> di
             "DIGEST_DATA_DIR": str(tmp_path / "data"),
             "DIGEST_DATABASE_URL": postgres_url,
             "DIGEST_BROKER_URL": REDIS_URL,
-            "DIGEST_SMTP_URL": smtp_sink.url,
+            "DIGEST_SMTP_URL": smtp_url,
             "DIGEST_BASE_URL": "https://digest.example.org",
             "DIGEST_FROM": "Paper digest <digest@example.org>",
             "DIGEST_SECRET_KEY": "integration-secret-" + uuid.uuid4().hex,
             "DIGEST_QUEUE": f"digest-test-{uuid.uuid4().hex[:8]}",
+            **extra,
         }
     )
     return env
+
+
+@pytest.fixture
+def production_env(tmp_path: Path, postgres_url: str, smtp_sink: SmtpSink) -> dict[str, str]:
+    return production_environment(tmp_path, postgres_url, smtp_sink.url)
 
 
 def digest_cli(env: dict[str, str], *args: str) -> str:
