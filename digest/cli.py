@@ -401,11 +401,18 @@ def _when(moment: Any) -> str:
     help="Folder of listing dumps (default: ../shared/listings beside the project).",
 )
 @click.option(
+    "--judgments",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Folder with personas.json and judgments.tsv (default: ../shared/relevance beside the project).",
+)
+@click.option(
     "--labels",
     type=click.Path(path_type=Path, dir_okay=False),
     default=None,
-    help="Relevance labels (default: the set shipped in digest/evaluation_labels.tsv).",
+    help="The project's own labels, printed second (default: digest/evaluation_labels.tsv).",
 )
+@click.option("--no-own-labels", is_flag=True, help="Evaluate on the shared judgments only.")
 @click.option(
     "--days", type=int, default=8, show_default=True, help="Daily batches to split the papers into."
 )
@@ -418,30 +425,34 @@ def _when(moment: Any) -> str:
     show_default=True,
 )
 @click.option("--no-plot", is_flag=True, help="Do not write the PNG.")
-@click.option("--topic", "topics", multiple=True, help="Only these topic ids (repeatable).")
+@click.option("--persona", "personas", multiple=True, help="Only these personas (repeatable).")
 @click.option(
     "--repeats",
     type=int,
-    default=5,
+    default=3,
     show_default=True,
     help="Replays with differently shuffled days (seeds seed, seed+1, ...), averaged.",
 )
 def evaluate(
     listings: Path | None,
+    judgments: Path | None,
     labels: Path | None,
+    no_own_labels: bool,
     days: int,
     seed: int,
     plot_path: Path,
     no_plot: bool,
-    topics: tuple[str, ...],
+    personas: tuple[str, ...],
     repeats: int,
 ) -> None:
-    """Replay simulated subscribers over the labelled sample papers and compare ranking methods.
+    """Replay the judged sample papers as days of digests and compare ranking methods.
 
-    The figures are also saved to evaluation.json in the data dir, where the admin pages show them.
+    "ours" is the product: each day's papers are ingested, `digest run` sends the digests to a data dir
+    of its own, and the readers' votes go through the emails' links. The figures of the shared
+    judgments are also saved to evaluation.json in the data dir, where the admin pages show them.
     """
     from digest.demo import DEFAULT_LISTINGS
-    from digest.evaluation import DEFAULT_LABELS, main_evaluate
+    from digest.evaluation import DEFAULT_OWN_LABELS, DEFAULT_RELEVANCE, main_evaluate
     from digest.stats import evaluation_path
 
     try:
@@ -451,14 +462,15 @@ def evaluate(
     try:
         main_evaluate(
             listings or DEFAULT_LISTINGS,
-            labels or DEFAULT_LABELS,
+            judgments or DEFAULT_RELEVANCE,
+            None if no_own_labels else (labels or DEFAULT_OWN_LABELS),
             days=days,
             seed=seed,
-            plot_path=None if no_plot else plot_path,
-            topics=list(topics) or None,
-            echo=click.echo,
             repeats=max(1, repeats),
+            personas=list(personas) or None,
+            plot_path=None if no_plot else plot_path,
             results_path=results_path,
+            echo=click.echo,
         )
     except (ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None

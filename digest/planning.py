@@ -49,8 +49,9 @@ from digest.services import Services
 SCORING_BLOCK = 5000
 # Subscribers claimed per statement; keeps parameter lists well inside every backend's limits.
 CLAIM_CHUNK = 5000
-# Below this cosine a paper is a weak match, not worth a reader's time.
-MIN_SCORE = 0.05
+# A paper is sent only if it scores above this: it shares something with what the reader asked for.
+# A higher floor (0.05 was tried) sends short digests and costs more than it spares; see the README.
+MIN_SCORE = 0.0
 TRENDING_SIZE = 3
 # Up to this many new listings, their pairwise similarity is kept for diversity (16 MB at 2,000).
 MMR_MAX_DOCS = 2000
@@ -199,7 +200,7 @@ class Planned:
 
 
 @dataclass(frozen=True)
-class _Candidate:
+class Candidate:
     digest_id: int
     subscriber_id: int
     topics: list[str]
@@ -217,13 +218,13 @@ def plan_pending(
     as it is ranked, so the first emails leave while later blocks are still being scored.
     """
     report = Planned()
-    candidates = _claim_for_planning(services, now)
+    candidates = claim_for_planning(services, now)
     if not candidates:
         return report
     report.window_start = min(c.since for c in candidates)
     with services.sessions() as session:
         report.new_listings = _count_new(session, report.window_start, now)
-        ranker = _Ranker(services, session, report.window_start, now) if report.new_listings else None
+        ranker = Ranker(services, session, report.window_start, now) if report.new_listings else None
         for start in range(0, len(candidates), SCORING_BLOCK):
             block = candidates[start : start + SCORING_BLOCK]
             picks = ranker.rank(session, block) if ranker else {}
@@ -235,7 +236,7 @@ def plan_pending(
     return report
 
 
-def _claim_for_planning(services: Services, now: datetime) -> list[_Candidate]:
+def claim_for_planning(services: Services, now: datetime) -> list[Candidate]:
     stale = now - timedelta(seconds=services.settings.send_lease_seconds)
     settings = services.settings
     with transaction(services.sessions) as session:
@@ -286,7 +287,7 @@ def _claim_for_planning(services: Services, now: datetime) -> list[_Candidate]:
             )
     first_window_start = now - timedelta(days=settings.first_digest_lookback_days)
     return [
-        _Candidate(
+        Candidate(
             digest_id=oldest[subscriber_id][1],
             subscriber_id=subscriber_id,
             topics=list(details[subscriber_id].topics),
@@ -300,7 +301,7 @@ def _claim_for_planning(services: Services, now: datetime) -> list[_Candidate]:
 
 
 def _store_plans(
-    services: Services, block: Sequence[_Candidate], picks: dict[int, list[Pick]], now: datetime
+    services: Services, block: Sequence[Candidate], picks: dict[int, list[Pick]], now: datetime
 ) -> list[int]:
     """Write the chosen items and mark the block planned, in one transaction; returns the digests to send."""
     ready = [c for c in block if picks.get(c.subscriber_id)]
@@ -344,7 +345,7 @@ def _count_new(session: Session, since: datetime, now: datetime) -> int:
     )
 
 
-class _Ranker:
+class Ranker:
     """What every block of a run shares: the window's vectors, the similarity between them, trending."""
 
     def __init__(self, services: Services, session: Session, window_start: datetime, now: datetime) -> None:
@@ -392,7 +393,7 @@ class _Ranker:
                     store_learned(write, subscriber_id, votes[subscriber_id].key, vector)
         return votes, learned
 
-    def rank(self, session: Session, block: Sequence[_Candidate]) -> dict[int, list[Pick]]:
+    def rank(self, session: Session, block: Sequence[Candidate]) -> dict[int, list[Pick]]:
         if not self.window:
             return {}
         ids = [c.subscriber_id for c in block]
@@ -415,22 +416,28 @@ class _Ranker:
         allowed_block = self.window_seen[:, None] > np.array([c.since.timestamp() for c in block])[None, :]
         for column, c in enumerate(block):
             allowed_block[already_sent.get(c.subscriber_id, []), column] = False
-        chosen_by_size = {
-            size: choose_block(block_scores, allowed_block, self.similarity, size, threshold=MIN_SCORE)
-            for size in {c.size for c in block}
-        }
+        chosen_of = self._choose(block, block_scores, allowed_block)
+        liked = self._liked_similarity(block, votes)
         picks: dict[int, list[Pick]] = {}
         for column, candidate in enumerate(block):
-            best = chosen_by_size[candidate.size][column]
+            best = chosen_of[column]
             if not best:
                 continue
-            mine = votes.get(candidate.subscriber_id)
+            weights = None
+            if column in moved:
+                weights = dict(zip(moved[column].indices.tolist(), moved[column].data.tolist(), strict=True))
+            titles, similarity = liked.get(candidate.subscriber_id, ([], None))
             chosen: list[Pick] = [
                 (
                     int(self.window_ids[pos]),
                     score,
                     self.explainer.reason(
-                        pos, candidate.topics, moved.get(column), mine.liked_titles if mine else []
+                        pos,
+                        candidate.topics,
+                        weights,
+                        list(zip(titles, similarity[pos].tolist(), strict=True))
+                        if similarity is not None
+                        else (),
                     ),
                     "picks",
                 )
@@ -440,6 +447,47 @@ class _Ranker:
                 chosen.extend(self._trending(block_scores, allowed_block, column, {pos for pos, _ in best}))
             picks[candidate.subscriber_id] = chosen
         return picks
+
+    def _choose(
+        self, block: Sequence[Candidate], block_scores: Any, allowed_block: Any
+    ) -> list[list[tuple[int, float]]]:
+        """Each subscriber's papers, choosing for all subscribers of one digest size at once."""
+        chosen: list[list[tuple[int, float]]] = [[] for _ in block]
+        columns_of: dict[int, list[int]] = defaultdict(list)
+        for column, candidate in enumerate(block):
+            columns_of[candidate.size].append(column)
+        for size, columns in columns_of.items():
+            every = len(columns) == len(block)
+            result = choose_block(
+                block_scores if every else block_scores[:, columns],
+                allowed_block if every else allowed_block[:, columns],
+                self.similarity,
+                size,
+                threshold=MIN_SCORE,
+            )
+            for column, best in zip(columns, result, strict=True):
+                chosen[column] = best
+        return chosen
+
+    def _liked_similarity(
+        self, block: Sequence[Candidate], votes: dict[int, Any]
+    ) -> dict[int, tuple[list[str], np.ndarray]]:
+        """For each voter, their liked papers' titles and similarity to every paper of the run: one
+        product for the whole block, for the reasons that name a liked paper."""
+        voters = [
+            c.subscriber_id for c in block if c.subscriber_id in votes and votes[c.subscriber_id].liked_titles
+        ]
+        if not voters:
+            return {}
+        stacked = sp.vstack([row for sid in voters for _, row in votes[sid].liked_titles], format="csr")
+        similarity = self.explainer.liked_similarity(stacked)
+        out: dict[int, tuple[list[str], np.ndarray]] = {}
+        start = 0
+        for sid in voters:
+            titles = [title for title, _ in votes[sid].liked_titles]
+            out[sid] = (titles, similarity[:, start : start + len(titles)])
+            start += len(titles)
+        return out
 
     def _trending(
         self, block_scores: Any, allowed_block: Any, column: int, taken: set[int]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,7 +125,7 @@ def load_votes(
         ):
             texts[listing_id] = (title, abstract)
     order = [i for i in listing_ids if i in texts]
-    matrix = space.transform(listing_text(*texts[i]) for i in order) if order else None
+    matrix = _voted_rows(space, order, texts) if order else None
     row_of = {listing_id: row for row, listing_id in enumerate(order)}
 
     result: dict[int, SubscriberVotes] = {}
@@ -140,14 +140,59 @@ def load_votes(
     return result
 
 
+# Voted papers' rows kept by a worker between votes: each vote retrains from all the subscriber's votes.
+VOTED_ROWS_KEPT = 20_000
+_voted: OrderedDict[tuple[str, int], tuple[tuple[str, str], sp.csr_matrix]] = OrderedDict()
+
+
+def _voted_rows(
+    space: FeatureSpace, order: Sequence[int], texts: dict[int, tuple[str, str]]
+) -> sp.csr_matrix:
+    """The rows of `order`'s papers, vectorising only those not kept since an earlier vote (a paper
+    whose text has changed since, by a new version, is vectorised again)."""
+    rows: dict[int, sp.csr_matrix] = {}
+    missing = []
+    for listing_id in order:
+        kept = _voted.get((space.version, listing_id))
+        if kept is not None and kept[0] == texts[listing_id]:
+            _voted.move_to_end((space.version, listing_id))
+            rows[listing_id] = kept[1]
+        else:
+            missing.append(listing_id)
+    if missing:
+        fresh = space.transform(listing_text(*texts[i]) for i in missing)
+        for position, listing_id in enumerate(missing):
+            rows[listing_id] = fresh[position]
+            _voted[(space.version, listing_id)] = (texts[listing_id], rows[listing_id])
+        while len(_voted) > VOTED_ROWS_KEPT:
+            _voted.popitem(last=False)
+    return sp.vstack([rows[i] for i in order], format="csr")
+
+
+_backgrounds: dict[tuple[str, str], tuple[int, sp.csr_matrix]] = {}
+
+
 def background_sample(session: Session, space: FeatureSpace, size: int = BACKGROUND_PAPERS) -> sp.csr_matrix:
-    """Recent papers, the weak negatives a learned model is trained against."""
+    """Recent papers, the weak negatives a learned model is trained against.
+
+    Every vote retrains its subscriber's model, so a worker keeps the vectorised sample until a newer
+    paper is stored or the space is refit, instead of re-reading 2,000 abstracts for each vote.
+    """
+    newest = session.scalar(select(func.max(Listing.id)))
+    if newest is None:
+        return sp.csr_matrix((0, N_FEATURES), dtype=np.float32)
+    key = (str(session.get_bind().engine.url), space.version)
+    cached = _backgrounds.get(key)
+    if size == BACKGROUND_PAPERS and cached is not None and cached[0] == newest:
+        return cached[1]
     rows = session.execute(
         select(Listing.title, Listing.abstract).order_by(Listing.id.desc()).limit(size)
     ).all()
-    if not rows:
-        return sp.csr_matrix((0, N_FEATURES), dtype=np.float32)
-    return space.transform(listing_text(title, abstract) for title, abstract in rows)
+    matrix = space.transform(listing_text(title, abstract) for title, abstract in rows)
+    if size == BACKGROUND_PAPERS:
+        _backgrounds.clear()
+        _backgrounds[key] = (int(newest), matrix)
+    return matrix
 
 
 def _pack(vector: sp.csr_matrix) -> tuple[bytes, bytes]:

@@ -41,6 +41,7 @@ PSEUDO_FEEDBACK_WEIGHT = 0.3
 MIN_VOTES_TO_LEARN = 4
 MIN_LIKES_TO_LEARN = 2
 LEARNED_HALF_WEIGHT_VOTES = 8
+MAX_LEARNED_SHARE = 0.8
 LEARNED_FEATURES_KEPT = 4000
 WEAK_NEGATIVES = 200
 WEAK_NEGATIVE_WEIGHT = 0.2
@@ -180,7 +181,12 @@ class FeatureSpace:
             acronyms[short][long_form] += 1
         idf = (np.log((1 + n_docs) / (1 + df)) + 1).astype(np.float32)
         learned = {short: forms.most_common(1)[0][0] for short, forms in acronyms.items()}
-        return cls(idf=idf, acronyms=learned, n_docs=n_docs, version=f"{int(time.time())}-{n_docs}")
+        return cls(
+            idf=idf,
+            acronyms=learned,
+            n_docs=n_docs,
+            version=f"{int(time.time())}-{n_docs}-{secrets.token_hex(3)}",
+        )
 
     def transform(self, texts: Iterable[str]) -> sp.csr_matrix:
         """Sublinear TF × IDF, each row L2-normalised, so a row product is a cosine."""
@@ -269,14 +275,35 @@ def _unit_rows(matrix: sp.csr_matrix) -> sp.csr_matrix:
     return matrix
 
 
+def _combine(parts: Sequence[tuple[float, sp.csr_matrix]]) -> sp.csr_matrix:
+    """Σ weight × (sum of the rows of matrix), as one row.
+
+    Built from the stored values directly: a sparse product or sum over a million columns allocates a
+    million-wide workspace each time, which costs more than everything else a vote does.
+    """
+    data = [weight * np.asarray(rows.data, dtype=np.float32) for weight, rows in parts if rows.nnz]
+    indices = [rows.indices for _, rows in parts if rows.nnz]
+    if not data:
+        return sp.csr_matrix((1, N_FEATURES), dtype=np.float32)
+    values, columns = np.concatenate(data), np.concatenate(indices)
+    row = sp.csr_matrix(
+        (values, columns, np.array([0, len(columns)])), shape=(1, N_FEATURES), dtype=np.float32
+    )
+    row.sum_duplicates()
+    return row
+
+
 def _centroid(rows: sp.csr_matrix) -> sp.csr_matrix:
     """The mean row, kept sparse (a dense mean over a million columns costs more than everything else)."""
-    weights = sp.csr_matrix(np.full((1, rows.shape[0]), 1.0 / rows.shape[0], dtype=np.float32))
-    return sp.csr_matrix(weights @ rows)
+    return _combine([(1.0 / rows.shape[0], rows)])
+
+
+# The title is read this many times: it names what the paper is about, the abstract also what it is not.
+TITLE_REPEATS = 2
 
 
 def listing_text(title: str, abstract: str) -> str:
-    return f"{title}. {abstract}"
+    return f"{title}. " * TITLE_REPEATS + abstract
 
 
 # Profiles -----------------------------------------------------------------------------------------
@@ -304,7 +331,7 @@ def pseudo_feedback(space: FeatureSpace, keyword: sp.csr_matrix, corpus: sp.csr_
     if len(top) == 0:
         return keyword
     centroid = _centroid(corpus[top])
-    return _unit_rows(keyword + PSEUDO_FEEDBACK_WEIGHT * centroid)
+    return _unit_rows(_combine([(1.0, keyword), (PSEUDO_FEEDBACK_WEIGHT, centroid)]))
 
 
 class KeywordProfiles:
@@ -349,7 +376,9 @@ class KeywordProfiles:
         return _unit_rows(membership @ self._stacked)
 
     def vector(self, topics: Sequence[str]) -> sp.csr_matrix:
-        return self.matrix([topics])
+        """One subscriber's prior, summed from the stored values (no million-column product)."""
+        rows = [self._topic_row(topic) for topic in topics]
+        return _unit_rows(_combine([(1.0, self._rows[row]) for row in rows]))
 
     def scores(self, docs: sp.csr_matrix, topic_lists: Sequence[Sequence[str]]) -> np.ndarray:
         """`scores(docs, self.matrix(topic_lists))` without building a row per subscriber.
@@ -379,12 +408,12 @@ class KeywordProfiles:
 
 
 def rocchio(keyword: sp.csr_matrix, votes: Votes) -> sp.csr_matrix:
-    vector = KEYWORD_WEIGHT * keyword
+    parts = [(KEYWORD_WEIGHT, keyword)]
     if votes.liked.shape[0]:
-        vector = vector + LIKED_WEIGHT * _centroid(votes.liked)
+        parts.append((LIKED_WEIGHT / votes.liked.shape[0], votes.liked))
     if votes.disliked.shape[0]:
-        vector = vector - DISLIKED_WEIGHT * _centroid(votes.disliked)
-    return _unit_rows(sp.csr_matrix(vector))
+        parts.append((-DISLIKED_WEIGHT / votes.disliked.shape[0], votes.disliked))
+    return _unit_rows(_combine(parts))
 
 
 def can_learn(votes: Votes) -> bool:
@@ -426,7 +455,7 @@ def train_learned(votes: Votes, background: sp.csr_matrix, seed: int = 0) -> sp.
 
 def learned_share(votes: Votes) -> float:
     """How much of the profile the learned model gets: more votes, more trust, never all of it."""
-    return min(0.8, votes.count / (votes.count + LEARNED_HALF_WEIGHT_VOTES))
+    return min(MAX_LEARNED_SHARE, votes.count / (votes.count + LEARNED_HALF_WEIGHT_VOTES))
 
 
 def profile(keyword: sp.csr_matrix, votes: Votes, learned: sp.csr_matrix | None) -> sp.csr_matrix:
@@ -434,7 +463,7 @@ def profile(keyword: sp.csr_matrix, votes: Votes, learned: sp.csr_matrix | None)
     if learned is None or learned.nnz == 0:
         return moved
     share = learned_share(votes)
-    return _unit_rows((1 - share) * moved + share * learned)
+    return _unit_rows(_combine([(1 - share, moved), (share, learned)]))
 
 
 # Scoring and choosing ----------------------------------------------------------------------------
@@ -454,8 +483,8 @@ def choose(
     k: int,
     *,
     threshold: float,
-    diversity: float = DIVERSITY,
-    pool: int = MMR_POOL,
+    diversity: float | None = None,
+    pool: int | None = None,
 ) -> list[tuple[int, float]]:
     """`choose_block` for one subscriber."""
     return choose_block(
@@ -470,8 +499,8 @@ def choose_block(
     k: int,
     *,
     threshold: float,
-    diversity: float = DIVERSITY,
-    pool: int = MMR_POOL,
+    diversity: float | None = None,
+    pool: int | None = None,
 ) -> list[list[tuple[int, float]]]:
     """For each column (subscriber), the k best allowed rows above `threshold` by maximal marginal relevance.
 
@@ -480,13 +509,16 @@ def choose_block(
     of the same paper. The greedy selection runs for all the block's subscribers at once: the cost per
     subscriber is a few vector operations, not a Python loop.
     """
+    diversity = DIVERSITY if diversity is None else diversity
+    pool = MMR_POOL if pool is None else pool
     n_docs, n_subscribers = block.shape
     if n_docs == 0 or n_subscribers == 0 or k <= 0:
         return [[] for _ in range(n_subscribers)]
-    masked = np.where(allowed & (block >= threshold), block, -np.inf).astype(np.float32)
+    # Subscribers as rows, so each one's papers lie together in memory for the partial sort.
+    masked = np.where((allowed & (block > threshold)).T, block.T, -np.inf).astype(np.float32, copy=False)
     take = min(pool, n_docs)
-    candidates = np.argpartition(-masked, take - 1, axis=0)[:take].T  # (subscribers, take)
-    candidate_scores = np.take_along_axis(masked.T, candidates, axis=1)
+    candidates = np.argpartition(-masked, take - 1, axis=1)[:, :take]  # (subscribers, take)
+    candidate_scores = np.take_along_axis(masked, candidates, axis=1)
     order = np.argsort(-candidate_scores, axis=1, kind="stable")
     candidates = np.take_along_axis(candidates, order, axis=1)
     candidate_scores = np.take_along_axis(candidate_scores, order, axis=1)
@@ -535,6 +567,8 @@ class Explainer:
         self._terms: dict[int, dict[int, str]] = {}
         self._weights: dict[int, dict[int, float]] = {}
         self._topics: dict[str, tuple[dict[int, float], float]] = {}
+        self._matches: dict[tuple[int, str], tuple[float | None, dict[int, float]]] = {}
+        self._reasons: dict[tuple[int, tuple[str, ...]], str] = {}
 
     def _present(self, row: int) -> dict[int, float]:
         known = self._weights.get(row)
@@ -573,19 +607,60 @@ class Explainer:
         self,
         row: int,
         topics: Sequence[str],
-        vector: sp.csr_matrix | None = None,
-        liked_titles: Sequence[tuple[str, sp.csr_matrix]] = (),
+        profile: Mapping[int, float] | None = None,
+        liked: Sequence[tuple[str, float]] = (),
     ) -> str:
         """The topics as typed that the paper covers, the liked paper it is most like, or failing both
-        the subscriber's terms it contains (from `vector`, the profile, when given)."""
+        the subscriber's terms it contains (weighted by `profile`, column → weight, when given).
+
+        `liked` holds each liked paper's title and its similarity to this paper (see `liked_similarity`).
+        """
+        if profile is None and not liked:
+            # Most readers have not voted: their reason depends on the paper and the topics alone, and
+            # the same topics come back for many readers of a run.
+            key = (row, tuple(sorted(topics)))
+            known = self._reasons.get(key)
+            if known is None:
+                known = self._reason(row, topics, None, ())
+                self._reasons[key] = known
+            return known
+        return self._reason(row, topics, profile, liked)
+
+    def liked_similarity(self, liked: sp.csr_matrix) -> np.ndarray:
+        """(papers × liked papers) cosines for the run's papers, in one product for a whole block."""
+        if liked.shape[0] == 0:
+            return np.zeros((self._docs.shape[0], 0), dtype=np.float32)
+        return np.asarray((self._docs @ liked.T).toarray(), dtype=np.float32)
+
+    def _match(self, row: int, topic: str) -> tuple[float | None, dict[int, float]]:
+        """How strongly the paper covers a topic as typed (None when it does not), else its loose hits."""
+        key = (row, topic)
+        known = self._matches.get(key)
+        if known is None:
+            present = self._present(row)
+            weights, total = self._topic(topic)
+            hit = {f: w for f, w in weights.items() if f in present}
+            if hit and sum(hit.values()) >= TOPIC_MATCH_SHARE * total:
+                known = (sum(present[f] * w for f, w in hit.items()), {})
+            else:
+                known = (None, hit)
+            self._matches[key] = known
+        return known
+
+    def _reason(
+        self,
+        row: int,
+        topics: Sequence[str],
+        profile: Mapping[int, float] | None,
+        liked: Sequence[tuple[str, float]],
+    ) -> str:
         present = self._present(row)
         matched: list[tuple[float, str]] = []
         loose: dict[int, float] = {}
         for topic in topics:
-            weights, total = self._topic(topic)
-            hit = {f: w for f, w in weights.items() if f in present}
-            if hit and sum(hit.values()) >= TOPIC_MATCH_SHARE * total:
-                matched.append((sum(present[f] * w for f, w in hit.items()), topic))
+            strength, hit = self._match(row, topic)
+            if strength is not None:
+                matched.append((strength, topic))
             else:
                 loose.update(hit)
         parts = []
@@ -594,24 +669,18 @@ class Explainer:
                 "matches your topics: "
                 + ", ".join(t for _, t in sorted(matched, reverse=True)[:REASON_TERMS])
             )
-        if liked_titles:
-            doc = self._docs[row]
-            similarities = [float((doc @ liked.T).toarray()[0, 0]) for _, liked in liked_titles]
-            best = int(np.argmax(similarities))
-            if similarities[best] > 0.1:
-                parts.append(f"like “{liked_titles[best][0]}”, which you asked for more of")
+        if liked:
+            title, similarity = max(liked, key=lambda pair: pair[1])
+            if similarity > 0.1:
+                parts.append(f"like “{title}”, which you asked for more of")
         if not parts:
-            weights = (
-                dict(zip(vector.indices.tolist(), vector.data.tolist(), strict=True))
-                if vector is not None
-                else loose
-            )
+            weights = loose if profile is None else profile
             names = self._columns(row)
             contributions = sorted(
                 (
-                    (present[f] * w, names[f])
-                    for f, w in weights.items()
-                    if f in present and f in names and w > 0
+                    (value * weights[f], names[f])
+                    for f, value in present.items()
+                    if f in names and weights.get(f, 0.0) > 0
                 ),
                 key=lambda pair: (-round(pair[0], 6), -pair[1].count(" ")),
             )

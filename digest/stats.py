@@ -380,7 +380,9 @@ EVALUATION_METRICS: Mapping[str, str] = {
     "ndcg_later": "nDCG@10 later",
     "precision_first": "P@5 day 1",
     "precision_later": "P@5 later",
-    "ms_per_subscriber_day": "ms/subscriber/day",
+    "papers_per_digest": "papers/digest",
+    "junk_share": "share judged 0",
+    "ms_per_subscriber_day": "ms/reader-day",
 }
 
 

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from digest import stats
 from digest.cli import main
 from digest.db import transaction, upgrade
-from digest.evaluation import paper_key
+from digest.evaluation import title_key
 from digest.models import (
     Cadence,
     Digest,
@@ -556,23 +556,28 @@ def test_scale_is_round(top: float, integer: bool, expected_max: float, expected
 
 
 def tiny_corpus(folder: Path) -> tuple[Path, Path]:
-    """30 papers about cats, dogs or birds, and labels for a cats subscriber and a dogs one."""
+    """30 papers about cats, dogs or birds, and judgments for a cats persona and a dogs one."""
     listings = folder / "listings"
     listings.mkdir(parents=True)
-    lines, labels = [], ["# topic cats\tcats, whiskers", "# topic dogs\tdogs, barking"]
+    judgments = folder / "judgments"
+    judgments.mkdir()
+    lines, grades = [], ["persona\tgrade\ttitle_key"]
     for i in range(30):
         animal = ("cats", "dogs", "birds")[i % 3]
         title = f"A study of {animal} number {i}"
         sentence = f"The {animal} behave in interesting ways and we measure how {animal} respond to stimuli. "
         lines += [title, f"We study {animal} in setting {i}. " + sentence * 4]
-        labels.append(f"{paper_key(title)}\t{'' if animal == 'birds' else animal}")
+        if animal != "birds":
+            grades.append(f"{animal}\t2\t{title_key(title)}")
     (listings / "001_tiny.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    (folder / "labels.tsv").write_text("\n".join(labels) + "\n", encoding="utf-8")
-    return listings, folder / "labels.tsv"
+    personas = [{"id": "cats", "keywords": "cats, whiskers"}, {"id": "dogs", "keywords": "dogs, barking"}]
+    (judgments / "personas.json").write_text(json.dumps(personas), encoding="utf-8")
+    (judgments / "judgments.tsv").write_text("\n".join(grades) + "\n", encoding="utf-8")
+    return listings, judgments
 
 
 def test_evaluate_saves_its_figures_and_the_page_shows_them(tmp_path: Path) -> None:
-    listings, labels = tiny_corpus(tmp_path / "corpus")
+    listings, judgments = tiny_corpus(tmp_path / "corpus")
     env = {
         "DIGEST_DATA_DIR": str(tmp_path / "data"),
         "DIGEST_SECRET_KEY": "admin-test-secret-key-0123456789",
@@ -580,7 +585,7 @@ def test_evaluate_saves_its_figures_and_the_page_shows_them(tmp_path: Path) -> N
     }
     before = datetime.now(UTC)
     args = ["evaluate", "--repeats", "1", "--days", "2", "--no-plot", "--listings", str(listings)]
-    result = CliRunner().invoke(main, [*args, "--labels", str(labels)], env=env)
+    result = CliRunner().invoke(main, [*args, "--judgments", str(judgments), "--no-own-labels"], env=env)
     assert result.exit_code == 0, result.output
     path = tmp_path / "data" / "evaluation.json"
     assert f"results: {path}" in result.output
@@ -607,7 +612,7 @@ def test_evaluate_saves_its_figures_and_the_page_shows_them(tmp_path: Path) -> N
     for name in data["methods"]:
         assert f'<th scope="row">{name}</th>' in html
     assert f"{data['methods']['keywords']['ndcg_later']:.3f}" in html
-    assert "30 labelled papers in 2 simulated days" in html
+    assert "30 judged papers in 2 simulated days" in html
 
 
 def test_evaluation_page_says_how_to_produce_results(admin: TestClient, admin_services: Services) -> None:
@@ -634,6 +639,8 @@ def test_evaluation_figures_round_trip(tmp_path: Path) -> None:
                 "ndcg_later": None,
                 "precision_first": 1.0,
                 "precision_later": 0.25,
+                "papers_per_digest": 9.5,
+                "junk_share": 0.25,
                 "ms_per_subscriber_day": 12.5,
             }
         },

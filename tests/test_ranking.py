@@ -117,7 +117,8 @@ def test_reasons_name_the_topics_as_typed_or_the_liked_paper() -> None:
     space, docs = space_and_docs()
     explainer = Explainer(space, dict(enumerate(PAPERS)), docs)
     assert explainer.reason(3, ["image generation"]).startswith("Matches your topics: image generation")
-    liked = [("Graph neural networks for molecules", docs[4])]
+    similarity = explainer.liked_similarity(docs[[4]])
+    liked = [("Graph neural networks for molecules", float(similarity[5, 0]))]
     reason = explainer.reason(5, ["image generation"], None, liked)
     assert reason == "Like “Graph neural networks for molecules”, which you asked for more of"
     partial = explainer.reason(6, ["protein structure design with sparse human feedback"])

@@ -82,7 +82,9 @@ def when(moment: datetime | None, empty: str = "never") -> str:
 def metric(value: float | None, key: str) -> str:
     if value is None:
         return "–"
-    return f"{value:.1f}" if key.startswith("ms_") else f"{value:.3f}"
+    if key == "junk_share":
+        return f"{100 * value:.0f}%"
+    return f"{value:.1f}" if key.startswith("ms_") or key == "papers_per_digest" else f"{value:.3f}"
 
 
 def day_charts(days: list[stats.DayStats]) -> dict[str, Markup]:
