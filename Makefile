@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit integration bench clean
+.PHONY: help demo test lint unit integration services serve worker beat bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -12,19 +12,46 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+help:
+	@echo "make demo         the daily loop on the embedded default (SQLite, eager tasks, outbox)"
+	@echo "make test         ruff, mypy and every test; starts PostgreSQL/Redis, installs Chromium if missing"
+	@echo "make unit         the tests that need no server"
+	@echo "make integration  the tests against the local PostgreSQL and Redis"
+	@echo "make bench        the benchmark tables (part 2 needs PostgreSQL and Redis)"
+	@echo "make serve        the web app on 127.0.0.1:8000 (settings from the environment)"
+	@echo "make worker       a Celery worker (needs DIGEST_BROKER_URL)"
+	@echo "make beat         the Celery beat that runs the ticks (needs DIGEST_BROKER_URL)"
+	@echo "make clean        remove .venv, var and build files"
+
 demo: $(STAMP)
 	$(BIN)/digest demo
+
+serve: $(STAMP)
+	$(BIN)/digest serve
+
+worker: $(STAMP)
+	$(BIN)/celery -A workers.app worker --loglevel=info
+
+beat: $(STAMP)
+	$(BIN)/celery -A workers.app beat --loglevel=info
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint
+# Starts PostgreSQL and Redis if they are down and installs Chromium if it is missing (tools/test-services.sh).
+services:
+	tools/test-services.sh
+
+test: lint services
 	$(BIN)/pytest
 
 unit: $(STAMP)
 	$(BIN)/pytest -m "not integration"
+
+integration: $(STAMP) services
+	$(BIN)/pytest -m integration
 
 # The second part needs the local PostgreSQL and Redis (as the integration tests do); about 15 minutes.
 bench: $(STAMP)

@@ -2,7 +2,7 @@
 
 The app runs under uvicorn on a loopback port with its own data dir, Celery tasks run eagerly, and mail goes
 to an in-process SMTP server, so a test can read a confirmation link from a real email and open it in the
-browser. Chromium is Debian's (`/usr/bin/chromium`), driven by Playwright; `.ci/run` installs it.
+browser. Chromium is Debian's (`/usr/bin/chromium`), driven by Playwright; `make test` installs it.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def live_app(tmp_path: Path) -> Iterator[LiveApp]:
 def chromium() -> Iterator[Any]:
     if not Path(CHROMIUM).exists():
         pytest.fail(
-            f"Chromium is needed for the browser tests and is not at {CHROMIUM} (.ci/run installs it)"
+            f"Chromium is needed for the browser tests and is not at {CHROMIUM} (`make test` installs it: tools/test-services.sh)"
         )
     from playwright.sync_api import sync_playwright
 
