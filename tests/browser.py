@@ -88,7 +88,8 @@ def live_app(tmp_path: Path) -> Iterator[LiveApp]:
 def chromium() -> Iterator[Any]:
     if not Path(CHROMIUM).exists():
         pytest.fail(
-            f"Chromium is needed for the browser tests and is not at {CHROMIUM} (`make test` installs it: tools/test-services.sh)"
+            f"Chromium is needed for the browser tests and is not at {CHROMIUM} "
+            "(`make test` installs it: tools/test-services.sh)"
         )
     from playwright.sync_api import sync_playwright
 

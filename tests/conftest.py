@@ -123,7 +123,7 @@ def postgres_url() -> Iterator[str]:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
     except Exception as exc:
         admin.dispose()
-        pytest.fail(f"PostgreSQL at 127.0.0.1:5432 is needed for this test (.ci/run starts it): {exc}")
+        pytest.fail(f"PostgreSQL at 127.0.0.1:5432 is needed for this test (`make test` starts it): {exc}")
     try:
         yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
     finally:

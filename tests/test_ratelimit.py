@@ -140,7 +140,7 @@ def redis_client() -> Iterator[redis.Redis]:
     try:
         client.ping()
     except redis.RedisError as exc:
-        pytest.fail(f"Redis at {REDIS_URL} is needed for this test (.ci/run starts it): {exc}")
+        pytest.fail(f"Redis at {REDIS_URL} is needed for this test (`make test` starts it): {exc}")
     try:
         yield client
     finally:

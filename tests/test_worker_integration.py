@@ -31,7 +31,7 @@ def production_environment(tmp_path: Path, postgres_url: str, smtp_url: str, **e
     try:
         redis.Redis.from_url(REDIS_URL).ping()
     except redis.RedisError as exc:
-        pytest.fail(f"Redis at {REDIS_URL} is needed for this test (.ci/run starts it): {exc}")
+        pytest.fail(f"Redis at {REDIS_URL} is needed for this test (`make test` starts it): {exc}")
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
     env.update(
         {
