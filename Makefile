@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help demo test lint unit integration services serve worker beat bench clean
+.PHONY: help demo test lint unit integration services serve worker beat bench evaluate clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,7 @@ help:
 	@echo "make unit         the tests that need no server"
 	@echo "make integration  the tests against the local PostgreSQL and Redis"
 	@echo "make bench        the benchmark tables (part 2 needs PostgreSQL and Redis)"
+	@echo "make evaluate     the ranking evaluation on ../shared/relevance, through digest run"
 	@echo "make serve        the web app on 127.0.0.1:8000 (settings from the environment)"
 	@echo "make worker       a Celery worker (needs DIGEST_BROKER_URL)"
 	@echo "make beat         the Celery beat that runs the ticks (needs DIGEST_BROKER_URL)"
@@ -55,8 +56,11 @@ integration: $(STAMP) services
 
 # The second part needs the local PostgreSQL and Redis (as the integration tests do); about 15 minutes.
 bench: $(STAMP)
-	$(BIN)/python -m digest.bench
-	$(BIN)/python -m digest.bench_day
+	$(BIN)/python -m tools.bench
+	$(BIN)/python -m tools.bench_day
+
+evaluate: $(STAMP)
+	$(BIN)/digest evaluate --plot docs/evaluation.png
 
 clean:
 	rm -rf $(VENV) var build *.egg-info

@@ -452,8 +452,20 @@ def evaluate(
     judgments are also saved to evaluation.json in the data dir, where the admin pages show them.
     """
     from digest.demo import DEFAULT_LISTINGS
-    from digest.evaluation import DEFAULT_OWN_LABELS, DEFAULT_RELEVANCE, main_evaluate
     from digest.stats import evaluation_path
+
+    # The harness is tooling kept out of the package: it lives in the source checkout this package was
+    # installed from (`pip install -e .`), beside `digest/`.
+    checkout = Path(__file__).resolve().parents[1]
+    if (checkout / "tools" / "evaluation.py").is_file() and str(checkout) not in sys.path:
+        sys.path.insert(0, str(checkout))
+    try:
+        from tools.evaluation import DEFAULT_OWN_LABELS, DEFAULT_RELEVANCE, main_evaluate
+    except ImportError:
+        raise click.ClickException(
+            "the evaluation harness (tools/evaluation.py) is part of a source checkout, not of the "
+            "installed package: run `digest evaluate` from the project's folder"
+        ) from None
 
     try:
         results_path = evaluation_path(get_settings().data_dir)

@@ -23,7 +23,6 @@ from sqlalchemy.orm import Session
 from digest import stats
 from digest.cli import main
 from digest.db import transaction, upgrade
-from digest.evaluation import title_key
 from digest.models import (
     Cadence,
     Digest,
@@ -42,6 +41,7 @@ from digest.web import create_app
 from digest.web.admin import admin_router, password_matches
 from digest.web.charts import Series, bar_chart, scale
 from tests.conftest import make_settings
+from tools.evaluation import title_key
 
 PASSWORD = "correct horse battery staple"
 PAGES = ["/admin", "/admin/subscribers", "/admin/sends", "/admin/sources", "/admin/evaluation"]

@@ -24,9 +24,9 @@ from digest.db import transaction, upgrade
 from digest.models import Digest, DigestStatus, Subscriber, SubscriberStatus, utcnow
 from digest.sending import Reconciled
 from digest.services import Services
-from digest.sink import SinkProcess
 from tests.test_daily import LORA, ingest
 from tests.test_worker_integration import BIN, production_environment
+from tools.sink import SinkProcess
 
 pytestmark = pytest.mark.integration
 

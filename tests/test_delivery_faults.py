@@ -15,8 +15,8 @@ from digest.daily import tick
 from digest.db import transaction
 from digest.models import Digest, DigestStatus, Subscriber, SubscriberStatus, utcnow
 from digest.services import Services
-from digest.sink import SinkProcess
 from tests.test_daily import LORA, InlineDispatcher, ingest
+from tools.sink import SinkProcess
 
 FAULTS = {
     "closing@example.org": {"action": "421", "times": 1},

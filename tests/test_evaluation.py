@@ -15,7 +15,8 @@ from click.testing import CliRunner
 from sqlalchemy import create_engine, select
 
 from digest.cli import main
-from digest.evaluation import (
+from digest.models import Digest, DigestItem, Listing, Subscriber, utcnow
+from tools.evaluation import (
     DEFAULT_OWN_LABELS,
     Day,
     LabelSet,
@@ -32,8 +33,7 @@ from digest.evaluation import (
     replay,
     title_key,
 )
-from digest.evaluation_product import ProductMethod, read_digest_text, reader_address
-from digest.models import Digest, DigestItem, Listing, Subscriber, utcnow
+from tools.evaluation_product import ProductMethod, read_digest_text, reader_address
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 

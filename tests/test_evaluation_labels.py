@@ -12,7 +12,7 @@ import pytest
 
 from digest.listing_formats import ParsedListing, SourceLine, normalize_title, parse_listing_text
 
-LABELS = Path(__file__).resolve().parents[1] / "digest" / "evaluation_labels.tsv"
+LABELS = Path(__file__).resolve().parents[1] / "tools" / "evaluation_labels.tsv"
 SHARED_LISTINGS = Path(__file__).resolve().parents[2] / "shared" / "listings"
 MIN_RELEVANT_PER_TOPIC = 8
 

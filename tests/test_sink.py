@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from digest.sink import SinkProcess, read_record, scan_headers
+from tools.sink import SinkProcess, read_record, scan_headers
 
 SENDER = "digest@example.org"
 READER = "reader@example.org"
@@ -346,7 +346,7 @@ def test_command_line_prints_one_line_and_exits_cleanly_on_sigint(tmp_path: Path
     command = [
         sys.executable,
         "-m",
-        "digest.sink",
+        "tools.sink",
         "--host",
         "127.0.0.1",
         "--port",

@@ -1,12 +1,12 @@
 """An SMTP sink in its own OS process, for crash tests, fault tests and throughput benchmarks.
 
 The in-process sink in the test suite shares the sender's interpreter, so it can neither be killed
-independently nor measured on its own; this one runs as `python -m digest.sink` and leaves behind
+independently nor measured on its own; this one runs as `python -m tools.sink` and leaves behind
 an append-only JSON-lines record that outlives it. Faults are injected per recipient address so a
 test can make one mailbox misbehave while the rest of a batch goes through.
 
 Usage:
-    python -m digest.sink --host 127.0.0.1 --port PORT --record FILE \
+    python -m tools.sink --host 127.0.0.1 --port PORT --record FILE \
         [--faults FILE] [--keep-dir DIR] [--delay-ms X]
 """
 
@@ -370,7 +370,7 @@ async def serve(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m digest.sink", description="Run the SMTP sink.")
+    parser = argparse.ArgumentParser(prog="python -m tools.sink", description="Run the SMTP sink.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True, help="0: the OS picks, see the output")
     parser.add_argument("--record", type=Path, required=True, help="JSON-lines file to append to")
@@ -394,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
             serve(args.host, args.port, args.record, faults=faults, keep_dir=keep_dir, delay_ms=delay_ms)
         )
     except OSError as error:  # cannot bind, or cannot open the record: say so without a traceback
-        print(f"digest.sink: {error}", file=sys.stderr)
+        print(f"tools.sink: {error}", file=sys.stderr)
         return 1
     return 0
 
@@ -464,7 +464,7 @@ class SinkProcess:
         another process the way probing for a free port and passing it on can.
         """
         record = Path(record)
-        command = [sys.executable, "-m", "digest.sink", "--host", host, "--port", str(port or 0)]
+        command = [sys.executable, "-m", "tools.sink", "--host", host, "--port", str(port or 0)]
         command += ["--record", str(record)]
         faults_file: Path | None = None
         if faults is not None:
@@ -489,7 +489,7 @@ class SinkProcess:
             line = cls._read_first_line(process, timeout)
             match = _LISTENING.fullmatch(line)
             if match is None:
-                raise RuntimeError(f"digest.sink printed {line!r} instead of 'listening on HOST:PORT'")
+                raise RuntimeError(f"tools.sink printed {line!r} instead of 'listening on HOST:PORT'")
         except BaseException as error:
             if process.poll() is None:
                 process.kill()
@@ -517,13 +517,13 @@ class SinkProcess:
         while b"\n" not in buffer:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise RuntimeError(f"digest.sink did not start listening within {timeout:g}s")
+                raise RuntimeError(f"tools.sink did not start listening within {timeout:g}s")
             ready, _, _ = select.select([fd], [], [], remaining)
             if not ready:
                 continue
             chunk = os.read(fd, 4096)
             if not chunk:
-                raise RuntimeError("digest.sink exited before it started listening")
+                raise RuntimeError("tools.sink exited before it started listening")
             buffer += chunk
         return buffer.split(b"\n", 1)[0].decode("utf-8", "replace").strip()
 

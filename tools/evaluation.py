@@ -7,7 +7,7 @@ paper judged squarely on topic (grade 2) and "less" on every shown paper judged 
 the votes carry into the following days. What a reader can vote on depends on what the method chose to
 show, so each method keeps its own readers.
 
-"ours" is the product itself (`digest.evaluation_product`): the batch is ingested, `digest run`'s own
+"ours" is the product itself (`tools.evaluation_product`): the batch is ingested, `digest run`'s own
 `run_day` ranks, renders and sends, the emails are read back from the outbox and the votes go through the
 same functions as a click on the email's links. The other methods are reference points, computed here.
 """
@@ -339,7 +339,7 @@ def reference_methods(seed: int) -> list[Method]:
 
 
 def standard_methods(seed: int) -> list[Method]:
-    from digest.evaluation_product import ProductMethod
+    from tools.evaluation_product import ProductMethod
 
     return [*reference_methods(seed), ProductMethod()]
 

@@ -24,7 +24,6 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, func, insert, select, text
 
-from digest.bench import TOPICS, write_jsonl
 from digest.config import get_settings
 from digest.db import transaction, upgrade
 from digest.demo import DEFAULT_LISTINGS
@@ -32,8 +31,9 @@ from digest.ingest import ingest_paths
 from digest.models import Digest, DigestStatus, Subscriber, SubscriberStatus, utcnow
 from digest.profiles import current_space
 from digest.services import Services
-from digest.sink import SinkProcess, peak_rss_mb
 from digest.tables import text_table
+from tools.bench import TOPICS, write_jsonl
+from tools.sink import SinkProcess, peak_rss_mb
 
 DONE = (DigestStatus.SENT, DigestStatus.EMPTY, DigestStatus.FAILED, DigestStatus.BOUNCED)
 BIN = Path(sys.executable).parent
