@@ -66,7 +66,7 @@ def init_db() -> None:
 @click.option("--source", "source_name", help="Fetch this configured source now instead of reading files.")
 def ingest(paths: tuple[Path, ...], source_name: str | None) -> None:
     """Store new paper listings from listing-page text dumps or JSON Lines files, or from a source."""
-    from digest.ingest import IngestFileError, ingest_paths
+    from digest.ingest.files import IngestFileError, ingest_paths
 
     if bool(paths) == bool(source_name):
         raise click.UsageError("give either listing files or --source NAME")
@@ -92,7 +92,7 @@ def ingest(paths: tuple[Path, ...], source_name: str | None) -> None:
 
 
 def _fetch_now(services: Services, name: str) -> None:
-    from digest.sources import SourceError, fetch_source, get_source
+    from digest.ingest.sources import SourceError, fetch_source, get_source
 
     try:
         with services.sessions() as session:
@@ -132,9 +132,9 @@ def subscribe(
 ) -> None:
     """Subscribe an address (admin path); sends a confirmation email unless --confirmed."""
     from digest.db import transaction
-    from digest.schedule import InvalidSchedule, validated
-    from digest.subscriptions import InvalidSubscription
-    from digest.subscriptions import subscribe as subscribe_address
+    from digest.deliver.schedule import InvalidSchedule, validated
+    from digest.subscribers.subscriptions import InvalidSubscription
+    from digest.subscribers.subscriptions import subscribe as subscribe_address
 
     with _services() as services:
         settings = services.settings
@@ -166,7 +166,7 @@ def subscribe(
 )
 def run(digest_date: Any) -> None:
     """Send one day's digest to every active subscriber: rank, render, send."""
-    from digest.daily import run_day
+    from digest.deliver.day import run_day
     from digest.models import utcnow
 
     day: date = digest_date.date() if digest_date else utcnow().date()
@@ -195,7 +195,7 @@ def run(digest_date: Any) -> None:
 @click.option("--domain", default=None, help="The signing domain (default: the domain of DIGEST_FROM).")
 def dkim_keygen(path: Path, selector: str, domain: str | None) -> None:
     """Write a new DKIM private key to PATH and print the DNS TXT record to publish for it."""
-    from digest.dkim import generate_key
+    from digest.mail.dkim import generate_key
 
     try:
         settings = get_settings()
@@ -214,7 +214,7 @@ def dkim_keygen(path: Path, selector: str, domain: str | None) -> None:
 @main.command()
 def tick() -> None:
     """Do what the beat does every few minutes: settle stuck sends, claim due subscribers, rank, queue."""
-    from digest.daily import tick as run_tick
+    from digest.deliver.day import tick as run_tick
 
     with _services() as services:
         report = run_tick(services, _celery_dispatcher(services))
@@ -306,7 +306,7 @@ def sources_add(
 ) -> None:
     """Add a source; the scheduler fetches it on its own interval."""
     from digest.db import transaction
-    from digest.sources import SourceError, add_source
+    from digest.ingest.sources import SourceError, add_source
 
     with _services() as services:
         try:
@@ -350,7 +350,7 @@ def sources_list() -> None:
 def sources_remove(name: str) -> None:
     """Remove a source (its listings stay)."""
     from digest.db import transaction
-    from digest.sources import remove_source
+    from digest.ingest.sources import remove_source
 
     with _services() as services:
         with transaction(services.sessions) as session:
@@ -363,7 +363,7 @@ def sources_remove(name: str) -> None:
 @sources.command("status")
 def sources_status() -> None:
     """Each source's last success and whether it is quiet (normal) or stale / failing (look at it)."""
-    from digest.health import source_health
+    from digest.ingest.health import source_health
     from digest.models import utcnow
     from digest.tables import text_table
 

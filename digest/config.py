@@ -54,7 +54,7 @@ class Settings:
     list_id: str = ""
     # The admin pages are off unless a password is set.
     admin_password: str | None = field(default=None, repr=False)
-    # Days arXiv announces nothing beyond weekends and the holidays `digest.health` knows.
+    # Days arXiv announces nothing beyond weekends and the holidays `digest.ingest.health` knows.
     extra_holidays: frozenset[date] = frozenset()
 
     @property

@@ -10,12 +10,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from digest.config import get_settings
-from digest.daily import run_day
 from digest.db import transaction, upgrade
-from digest.ingest import ingest_paths
+from digest.deliver.day import run_day
+from digest.ingest.files import ingest_paths
 from digest.models import Digest, DigestItem, utcnow
 from digest.services import Services
-from digest.subscriptions import subscribe
+from digest.subscribers.subscriptions import subscribe
 from digest.tables import text_table
 
 MARKER = ".digest-demo"

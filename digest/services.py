@@ -17,14 +17,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import Settings
 from digest.db import make_engine, make_sessionmaker
-from digest.links import Links
+from digest.mail.links import Links
 
 if TYPE_CHECKING:
-    from digest.delivery import Mailer
-    from digest.dkim import DkimSigner
-    from digest.fetching import HttpClient
-    from digest.ratelimit import RateLimiter
-    from digest.rendering import Renderer
+    from digest.ingest.fetching import HttpClient
+    from digest.mail.dkim import DkimSigner
+    from digest.mail.ratelimit import RateLimiter
+    from digest.mail.render import Renderer
+    from digest.mail.transport import Mailer
 
 
 class Dispatcher(Protocol):
@@ -56,31 +56,31 @@ class Services:
 
     @cached_property
     def renderer(self) -> Renderer:
-        from digest.rendering import Renderer
+        from digest.mail.render import Renderer
 
         return Renderer.default()
 
     @cached_property
     def mailer(self) -> Mailer:
-        from digest.delivery import make_mailer
+        from digest.mail.transport import make_mailer
 
         return make_mailer(self.settings)
 
     @cached_property
     def rate_limiter(self) -> RateLimiter:
-        from digest.ratelimit import make_rate_limiter
+        from digest.mail.ratelimit import make_rate_limiter
 
         return make_rate_limiter(self.settings)
 
     @cached_property
     def dkim(self) -> DkimSigner | None:
-        from digest.dkim import DkimSigner
+        from digest.mail.dkim import DkimSigner
 
         return DkimSigner.from_settings(self.settings)
 
     @cached_property
     def http(self) -> HttpClient:
-        from digest.fetching import HttpClient, default_user_agent
+        from digest.ingest.fetching import HttpClient, default_user_agent
 
         contact = parseaddr(self.settings.mail_from)[1]
         return HttpClient(user_agent=default_user_agent(contact=contact, version=package_version()))

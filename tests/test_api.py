@@ -8,8 +8,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from digest.deliver.schedule import Schedule, next_slot
 from digest.models import Cadence, Subscriber, SubscriberStatus, Vote, utcnow
-from digest.schedule import Schedule, next_slot
 from digest.services import Services
 from digest.web import create_app
 from digest.web.limits import MemoryCounter, SubscribeLimits

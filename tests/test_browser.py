@@ -16,8 +16,8 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from digest.daily import run_day
-from digest.ingest import ingest_paths
+from digest.deliver.day import run_day
+from digest.ingest.files import ingest_paths
 from digest.models import Feedback, Subscriber, SubscriberStatus, utcnow
 from tests.browser import LiveApp, screenshot
 

@@ -146,7 +146,7 @@ def test_dkim_keygen_writes_a_key_once_and_prints_its_record(tmp_path: Path) -> 
 
     from digest.cli import main
     from digest.config import get_settings
-    from digest.dkim import DkimSigner
+    from digest.mail.dkim import DkimSigner
 
     env = {"DIGEST_DATA_DIR": str(tmp_path), "DIGEST_FROM": "Digest <digest@example.org>"}
     key = tmp_path / "dkim.pem"

@@ -21,8 +21,8 @@ from sqlalchemy import func, insert, select
 
 from digest.config import get_settings
 from digest.db import transaction, upgrade
+from digest.deliver.sending import Reconciled
 from digest.models import Digest, DigestStatus, Subscriber, SubscriberStatus, utcnow
-from digest.sending import Reconciled
 from digest.services import Services
 from tests.test_daily import LORA, ingest
 from tests.test_worker_integration import BIN, production_environment

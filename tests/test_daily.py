@@ -12,12 +12,12 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from digest.daily import SendResult, plan_day, run_day, send_digests
 from digest.db import transaction
-from digest.ingest import ingest_paths
+from digest.deliver.day import SendResult, plan_day, run_day, send_digests
+from digest.ingest.files import ingest_paths
 from digest.models import Digest, DigestItem, DigestStatus, Listing, Subscriber
 from digest.services import Services
-from digest.subscriptions import subscribe, unsubscribe
+from digest.subscribers.subscriptions import subscribe, unsubscribe
 from tests.conftest import free_port
 
 T0 = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)

@@ -17,7 +17,8 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from digest.config import Settings
 from digest.db import transaction
-from digest.delivery import (
+from digest.mail.render import RenderedEmail
+from digest.mail.transport import (
     DeliveryError,
     OutboxMailer,
     SmtpMailer,
@@ -27,7 +28,6 @@ from digest.delivery import (
     send_confirmation,
 )
 from digest.models import Subscriber, SubscriberStatus
-from digest.rendering import RenderedEmail
 from digest.services import Services
 from tests.conftest import SmtpSink, free_port
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import insert, select, update
 
-from digest.daily import tick
 from digest.db import transaction
+from digest.deliver.day import tick
 from digest.models import Digest, DigestStatus, Subscriber, SubscriberStatus, utcnow
 from digest.services import Services
 from tests.test_daily import LORA, InlineDispatcher, ingest

@@ -14,9 +14,9 @@ import dkim
 import pytest
 
 from digest.config import ConfigError, Settings, get_settings
-from digest.delivery import WIRE_POLICY, build_message
-from digest.dkim import SIGNED_HEADERS, DkimSigner, generate_key
-from digest.rendering import RenderedEmail
+from digest.mail.dkim import SIGNED_HEADERS, DkimSigner, generate_key
+from digest.mail.render import RenderedEmail
+from digest.mail.transport import WIRE_POLICY, build_message
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="key generation needs openssl")
 
@@ -306,8 +306,8 @@ def test_a_digest_sent_through_smtp_arrives_with_a_valid_signature(
 
     from aiosmtpd.controller import Controller
 
-    from digest.daily import run_day
     from digest.db import upgrade
+    from digest.deliver.day import run_day
     from digest.models import utcnow
     from digest.services import Services
     from tests.conftest import SmtpSink, free_port

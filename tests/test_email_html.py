@@ -15,13 +15,13 @@ from urllib.parse import quote
 
 import pytest
 
-from digest.delivery import HTML_LIMIT_BYTES
-from digest.rendering import TEMPLATES_DIR, RenderedEmail, Renderer, inline_css, trim_abstract
-from digest.subscriptions import MAX_DIGEST_SIZE
+from digest.mail.render import TEMPLATES_DIR, RenderedEmail, Renderer, inline_css, trim_abstract
+from digest.mail.transport import HTML_LIMIT_BYTES
+from digest.subscribers.subscriptions import MAX_DIGEST_SIZE
 from tests.test_rendering import canonical
 
 BASE = "https://digest.example.org"
-# As long as the signed tokens digest.links makes: 76 characters for a feedback link.
+# As long as the signed tokens digest.mail.links makes: 76 characters for a feedback link.
 TOKEN = "WyJxM2JfWkxzTjRvUW1ZcVhwR0V2c2l3Iiw0MjQyNDIsMV0.k7yH0c2bqJ1Q0v3ZlR3m9sPqW8dX"
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 LONG_ABSTRACT = " ".join(
@@ -171,7 +171,7 @@ class Document(HTMLParser):
 
 
 def text_url(url: str) -> str:
-    """A link as the text part prints it (digest.rendering's text_url filter)."""
+    """A link as the text part prints it (digest.mail.render's text_url filter)."""
     return re.sub(r"\s", lambda m: quote(m.group(0)), url.strip())
 
 
@@ -458,8 +458,8 @@ def test_media_rules_survive_inlining(rendered: dict[str, RenderedEmail]) -> Non
 
 
 def test_a_digest_too_big_for_gmail_is_rendered_again_with_shorter_abstracts() -> None:
-    from digest.delivery import HTML_LIMIT_BYTES
-    from digest.sending import render_within_limit
+    from digest.deliver.sending import render_within_limit
+    from digest.mail.transport import HTML_LIMIT_BYTES
 
     renderer = Renderer.default()
     # Untrimmed 1,200-character abstracts on 53 papers: far over the limit as they are.

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from digest.listing_formats import ParsedListing, SourceLine, normalize_title, parse_listing_text
+from digest.ingest.formats import ParsedListing, SourceLine, normalize_title, parse_listing_text
 
 LABELS = Path(__file__).resolve().parents[1] / "tools" / "evaluation_labels.tsv"
 SHARED_LISTINGS = Path(__file__).resolve().parents[2] / "shared" / "listings"

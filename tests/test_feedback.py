@@ -7,7 +7,9 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from digest.feedback import (
+from digest.models import Feedback, Listing, Subscriber, SubscriberStatus, Vote
+from digest.services import Services
+from digest.subscribers.feedback import (
     UnknownFeedbackTarget,
     history,
     record_vote,
@@ -15,8 +17,6 @@ from digest.feedback import (
     restore_vote,
     votes_for,
 )
-from digest.models import Feedback, Listing, Subscriber, SubscriberStatus, Vote
-from digest.services import Services
 
 
 @pytest.fixture

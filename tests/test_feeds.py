@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from digest.feeds import (
+from digest.ingest.feeds import (
     Announcement,
     FeedFormatError,
     arxiv_abs_url,
@@ -25,7 +25,7 @@ from digest.feeds import (
     parse_arxiv_rss,
     parse_hf_daily,
 )
-from digest.listing_formats import MAX_ABSTRACT_CHARS, MAX_TITLE_CHARS, ParsedListing, Rejected
+from digest.ingest.formats import MAX_ABSTRACT_CHARS, MAX_TITLE_CHARS, ParsedListing, Rejected
 
 FEEDS = Path(__file__).resolve().parent / "fixtures" / "feeds"
 

@@ -14,7 +14,7 @@ from email.utils import formatdate
 import httpx
 import pytest
 
-from digest.fetching import FetchError, FetchResult, HttpClient, default_user_agent
+from digest.ingest.fetching import FetchError, FetchResult, HttpClient, default_user_agent
 from tests.replay_server import (
     FIXTURES,
     ReplayServer,
@@ -176,7 +176,7 @@ def test_503s_then_success_back_off_with_full_jitter(
 ) -> None:
     replay_server.script("/api", Reply(503), Reply(503), Reply(200, body=b"finally"))
     with (
-        caplog.at_level(logging.INFO, logger="digest.fetching"),
+        caplog.at_level(logging.INFO, logger="digest.ingest.fetching"),
         make_client(waits, rng=random.Random(7), backoff_base=1.0) as client,
     ):
         result = client.get(replay_server.url("/api"))

@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import func, select
 
 from digest.db import transaction
-from digest.ingest import IngestFileError, IngestReport, RecordError, ingest_paths, normalize_title
-from digest.listing_formats import ParsedListing, Rejected, SourceLine, parse_listing_text, strip_glued_header
+from digest.ingest.files import IngestFileError, IngestReport, RecordError, ingest_paths, normalize_title
+from digest.ingest.formats import ParsedListing, Rejected, SourceLine, parse_listing_text, strip_glued_header
 from digest.models import Listing
 from digest.services import Services
 from tests.conftest import FIXTURES

@@ -8,13 +8,13 @@ from pathlib import Path
 from sqlalchemy import select
 
 from digest.db import transaction
-from digest.feedback import record_vote
-from digest.ingest import ingest_paths
+from digest.ingest.files import ingest_paths
 from digest.models import Listing, Subscriber, Vote, utcnow
-from digest.profiles import learned_terms, retrain
+from digest.rank.learned import learned_terms, retrain
 from digest.services import Services
-from digest.subscriptions import subscribe
-from digest.suggestions import phrases_of, suggest
+from digest.subscribers.feedback import record_vote
+from digest.subscribers.subscriptions import subscribe
+from digest.subscribers.suggestions import phrases_of, suggest
 from tests.test_daily import LORA, OTHER, ingest
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from digest.config import Settings
-from digest.links import BadLink, Links
+from digest.mail.links import BadLink, Links
 from digest.models import Vote
 
 

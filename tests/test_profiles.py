@@ -9,13 +9,13 @@ from pathlib import Path
 from sqlalchemy import select
 
 from digest.db import transaction
-from digest.feedback import record_vote, restore_vote
-from digest.ingest import ingest_paths
+from digest.ingest.files import ingest_paths
 from digest.models import Listing, Subscriber, SubscriberModel, Vote
-from digest.profiles import current_space, learned_vectors, load_votes, retrain
-from digest.ranking import FeatureSpace
+from digest.rank.features import FeatureSpace
+from digest.rank.learned import current_space, learned_vectors, load_votes, retrain
 from digest.services import Services
-from digest.subscriptions import subscribe
+from digest.subscribers.feedback import record_vote, restore_vote
+from digest.subscribers.subscriptions import subscribe
 
 T0 = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
 TOPICS = ["graph networks", "molecules", "protein design", "diffusion images", "speech codecs", "robot arms"]

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from digest.ranking import (
+from digest.rank.features import (
     Explainer,
     FeatureSpace,
     KeywordProfiles,

@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from digest.config import get_settings
-from digest.ratelimit import (
+from digest.mail.ratelimit import (
     MAX_SLEEP_SECONDS,
     LocalTokenBucket,
     NoLimit,
@@ -219,7 +219,7 @@ def test_redis_bucket_sleeps_at_most_a_second_at_a_time(redis_client: redis.Redi
 CHILD = """
 import json, sys, time
 import redis
-from digest.ratelimit import RedisTokenBucket
+from digest.mail.ratelimit import RedisTokenBucket
 url, key, rate, burst, count, start_at = sys.argv[1:]
 bucket = RedisTokenBucket(redis.Redis.from_url(url), key, rate=float(rate), burst=float(burst))
 bucket.client.ping()  # import and connect before the start line, not after it

@@ -13,7 +13,7 @@ import lxml.html
 import pytest
 from premailer import Premailer
 
-from digest.rendering import (
+from digest.mail.render import (
     TEMPLATES_DIR,
     Renderer,
     TemplateInlineError,

@@ -6,8 +6,8 @@ from datetime import UTC, date, datetime
 
 import pytest
 
+from digest.deliver.schedule import InvalidSchedule, Schedule, describe, digest_date_for, next_slot, validated
 from digest.models import Cadence
-from digest.schedule import InvalidSchedule, Schedule, describe, digest_date_for, next_slot, validated
 
 
 def at(text: str) -> datetime:

@@ -12,14 +12,14 @@ from click.testing import CliRunner
 from sqlalchemy import select
 
 from digest.cli import main
-from digest.daily import run_day
 from digest.db import transaction
-from digest.fetching import HttpClient
-from digest.health import arxiv_holidays, silent_days, source_health
+from digest.deliver.day import run_day
+from digest.ingest.fetching import HttpClient
+from digest.ingest.health import arxiv_holidays, silent_days, source_health
+from digest.ingest.sources import SourceError, add_source, claim_due_sources, fetch_source
 from digest.models import Fetch, Listing, Source
 from digest.services import Services
-from digest.sources import SourceError, add_source, claim_due_sources, fetch_source
-from digest.subscriptions import subscribe
+from digest.subscribers.subscriptions import subscribe
 from tests.replay_server import (  # noqa: F401
     FIXTURES,
     ReplayServer,

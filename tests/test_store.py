@@ -7,13 +7,13 @@ from typing import Any
 
 from sqlalchemy import select
 
-from digest.daily import plan_day, send_digests
 from digest.db import transaction
-from digest.listing_formats import ParsedListing
+from digest.deliver.day import plan_day, send_digests
+from digest.ingest.formats import ParsedListing
+from digest.ingest.store import StoreCounts, identify, store_batch
 from digest.models import DigestItem, Listing
 from digest.services import Services
-from digest.store import StoreCounts, identify, store_batch
-from digest.subscriptions import subscribe
+from digest.subscribers.subscriptions import subscribe
 
 T0 = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
 

@@ -8,10 +8,10 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from digest.deliver.schedule import Schedule
 from digest.models import Cadence, Subscriber, SubscriberStatus
-from digest.schedule import Schedule
 from digest.services import Services
-from digest.subscriptions import (
+from digest.subscribers.subscriptions import (
     NOTICE_INTERVAL,
     InvalidSubscription,
     Notice,

@@ -9,14 +9,14 @@ from pathlib import Path
 
 from sqlalchemy import select, update
 
-from digest.daily import tick
 from digest.db import transaction
+from digest.deliver.day import tick
+from digest.deliver.planning import open_due, plan_pending
+from digest.deliver.schedule import validated
+from digest.deliver.sending import SendResult, reconcile, send_digests
 from digest.models import Digest, DigestStatus, Subscriber, SubscriberStatus, utcnow
-from digest.planning import open_due, plan_pending
-from digest.schedule import validated
-from digest.sending import SendResult, reconcile, send_digests
 from digest.services import Services
-from digest.subscriptions import subscribe
+from digest.subscribers.subscriptions import subscribe
 from tests.test_daily import LORA, InlineDispatcher, ingest, outbox
 
 
@@ -212,7 +212,7 @@ def test_an_active_subscriber_after_a_bounce_is_not_claimed(any_services: Servic
 
 
 def test_retries_back_off_exponentially(services: Services) -> None:
-    from digest.sending import backoff
+    from digest.deliver.sending import backoff
 
     settings = replace(services.settings, retry_base_seconds=60)
     assert [backoff(settings, n).total_seconds() for n in (1, 2, 3, 4)] == [60, 120, 240, 480]

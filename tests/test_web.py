@@ -11,8 +11,8 @@ from sqlalchemy import create_engine, select
 
 from digest.config import Settings
 from digest.db import make_sessionmaker
+from digest.deliver.schedule import Schedule, next_slot
 from digest.models import Cadence, DigestStatus, Subscriber, SubscriberStatus, Vote, utcnow
-from digest.schedule import Schedule, next_slot
 from digest.services import Services
 from digest.web import create_app
 from tests.web_support import (

@@ -18,7 +18,7 @@ from redis.retry import Retry
 from sqlalchemy import select
 
 from digest.db import transaction
-from digest.links import CONFIRM_MAX_AGE_SECONDS
+from digest.mail.links import CONFIRM_MAX_AGE_SECONDS
 from digest.models import Subscriber, SubscriberStatus, Vote
 from digest.services import Services
 from digest.web import create_app
@@ -248,7 +248,7 @@ def _pause_form(services: Services) -> tuple[str, str, dict[str, str]]:
 def _remove_vote_form(services: Services) -> tuple[str, str, dict[str, str]]:
     ann = _ann(services)
     paper = add_listing(services, "A voted paper")
-    from digest.feedback import record_vote
+    from digest.subscribers.feedback import record_vote
 
     with transaction(services.sessions) as session:
         record_vote(session, ann.public_id, paper.id, Vote.MORE)

@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from digest.cli import main
 from digest.db import upgrade
-from digest.listing_formats import ParsedListing, SourceLine, parse_listing_text
+from digest.ingest.formats import ParsedListing, SourceLine, parse_listing_text
 from digest.models import Listing
 from digest.services import Services
 from digest.web.app import create_app

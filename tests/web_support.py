@@ -14,10 +14,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from digest.db import transaction
-from digest.feedback import votes_for
 from digest.models import Digest, DigestItem, DigestStatus, Listing, Subscriber, Vote, utcnow
 from digest.services import Services
-from digest.subscriptions import subscribe
+from digest.subscribers.feedback import votes_for
+from digest.subscribers.subscriptions import subscribe
 from digest.web.security import Csrf
 
 BASE_URL = "https://digest.example.org"

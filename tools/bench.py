@@ -26,13 +26,13 @@ from typing import Any
 from sqlalchemy import select
 
 from digest.config import get_settings
-from digest.daily import digest_context, plan_day, send_digests
 from digest.db import transaction, upgrade
+from digest.deliver.day import digest_context, plan_day, send_digests
 from digest.demo import DEFAULT_LISTINGS
-from digest.ingest import ingest_paths
-from digest.listing_formats import ParsedListing, SourceLine, parse_listing_text
+from digest.ingest.files import ingest_paths
+from digest.ingest.formats import ParsedListing, SourceLine, parse_listing_text
+from digest.mail.render import Renderer, inline_css
 from digest.models import Digest, DigestItem, Subscriber, SubscriberStatus
-from digest.rendering import Renderer, inline_css
 from digest.services import Services
 from digest.tables import text_table
 
@@ -286,9 +286,9 @@ def _scoring_child(
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.svm import LinearSVC
 
+    from digest.deliver.planning import SCORING_BLOCK, Ranker, claim_for_planning, open_day
     from digest.models import Feedback, Listing, Vote
-    from digest.planning import SCORING_BLOCK, Ranker, claim_for_planning, open_day
-    from digest.profiles import current_space, retrain
+    from digest.rank.learned import current_space, retrain
 
     with tempfile.TemporaryDirectory(prefix="digest-bench-scoring-") as tmp:
         root = Path(tmp)

@@ -27,9 +27,9 @@ from sqlalchemy import create_engine, func, insert, select, text
 from digest.config import get_settings
 from digest.db import transaction, upgrade
 from digest.demo import DEFAULT_LISTINGS
-from digest.ingest import ingest_paths
+from digest.ingest.files import ingest_paths
 from digest.models import Digest, DigestStatus, Subscriber, SubscriberStatus, utcnow
-from digest.profiles import current_space
+from digest.rank.learned import current_space
 from digest.services import Services
 from digest.tables import text_table
 from tools.bench import TOPICS, write_jsonl

@@ -31,7 +31,7 @@ import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.svm import LinearSVC
 
-from digest.listing_formats import ParsedListing, SourceLine, normalize_title, parse_listing_text
+from digest.ingest.formats import ParsedListing, SourceLine, normalize_title, parse_listing_text
 from digest.stats import EVALUATION_METRICS, EvaluationFigures, save_evaluation
 from digest.tables import text_table
 
@@ -45,7 +45,7 @@ DEFAULT_OWN_LABELS = PACKAGE_DIR / "evaluation_labels.tsv"
 DEFAULT_RELEVANCE = PACKAGE_DIR.parents[1] / "shared" / "relevance"
 # The judged protocol's grades: 2 squarely on the interest, 1 related, 0 (unlisted) off topic.
 ON_TOPIC = 2
-# The textbook Rocchio weights, fixed here so that retuning `digest.ranking` does not move the baseline.
+# The textbook Rocchio weights, fixed here so that retuning `digest.rank.features` does not move the baseline.
 ROCCHIO_LIKED = 0.75
 ROCCHIO_DISLIKED = 0.25
 

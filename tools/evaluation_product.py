@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from digest.config import get_settings
-from digest.daily import run_day
 from digest.db import transaction, upgrade
-from digest.ingest import ingest_paths
+from digest.deliver.day import run_day
+from digest.ingest.files import ingest_paths
 from digest.models import Vote
 from digest.services import Services
-from digest.subscriptions import subscribe
+from digest.subscribers.subscriptions import subscribe
 from tools.evaluation import SHOWN, Day, Reader, title_key
 
 # The replay's calendar: day 1's batch arrives at 05:00 UTC on this date and `digest run` follows at 06:00.

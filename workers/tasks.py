@@ -5,8 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import date
 
-from digest import daily, delivery, profiles, sources
+from digest.deliver import day as daily
+from digest.ingest import sources
+from digest.mail import transport as delivery
 from digest.models import utcnow
+from digest.rank import learned as profiles
 from workers.app import app, services
 
 SEND_BATCH = 50

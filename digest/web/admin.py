@@ -27,7 +27,7 @@ from fastapi.responses import HTMLResponse, Response
 from markupsafe import Markup
 
 from digest import stats
-from digest.health import source_health
+from digest.ingest.health import source_health
 from digest.models import utcnow
 from digest.services import Services
 from digest.status import gather

@@ -14,10 +14,10 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from digest import feedback
+from digest.deliver.schedule import describe
 from digest.models import Cadence, SubscriberStatus, Vote
-from digest.schedule import describe
-from digest.subscriptions import MAX_DIGEST_SIZE, MAX_EMAIL_LENGTH, MAX_TOPIC_LENGTH, MAX_TOPICS
+from digest.subscribers import feedback
+from digest.subscribers.subscriptions import MAX_DIGEST_SIZE, MAX_EMAIL_LENGTH, MAX_TOPIC_LENGTH, MAX_TOPICS
 from digest.web.core import PreferencesView, WebCore
 
 Topic = Annotated[str, Field(max_length=MAX_TOPIC_LENGTH)]

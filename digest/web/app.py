@@ -4,7 +4,7 @@ past digests, with the JSON API of `digest.web.api` beside them.
 Links in emails lead here. Mail scanners fetch every link, so a GET only ever shows a page whose button
 POSTs; every form POST carries a CSRF token (`digest.web.security`), except the RFC 8058 one-click
 unsubscribe, which mail providers send without cookies or fields. The state changes themselves live in
-`digest.subscriptions` and `digest.feedback`, reached through `digest.web.core`.
+`digest.subscribers.subscriptions` and `digest.subscribers.feedback`, reached through `digest.web.core`.
 """
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from digest import feedback, subscriptions
-from digest.links import BadLink
+from digest.deliver.schedule import WEEKDAYS, InvalidSchedule, describe, known_timezones, schedule_of, zone
+from digest.mail.links import BadLink
+from digest.mail.render import long_date
 from digest.models import Cadence, Listing, Subscriber, SubscriberStatus
-from digest.rendering import long_date
-from digest.schedule import WEEKDAYS, InvalidSchedule, describe, known_timezones, schedule_of, zone
 from digest.services import Dispatcher, Services
+from digest.subscribers import feedback, subscriptions
 from digest.web.admin import admin_router
 from digest.web.api import api_router, mask_email
 from digest.web.core import DigestNotFound, LinkGone, PreferencesView, WebCore

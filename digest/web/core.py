@@ -1,5 +1,6 @@
 """What the pages and the JSON API both do, so the two cannot drift apart: the web layer's use of
-`digest.subscriptions`, `digest.feedback` and the archive, with transactions and queued work around them.
+`digest.subscribers.subscriptions`, `digest.subscribers.feedback` and the archive, with transactions and
+queued work around them.
 
 Nothing here knows about HTML or JSON; the callers turn the exceptions into pages or error bodies.
 """
@@ -16,14 +17,14 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from digest import feedback, subscriptions
 from digest.db import transaction
+from digest.deliver.schedule import InvalidSchedule, Schedule, schedule_of, validated
+from digest.deliver.sending import digest_context
 from digest.models import Cadence, Digest, DigestItem, DigestStatus, Subscriber, Vote
-from digest.profiles import LearnedTerms, learned_terms
-from digest.schedule import InvalidSchedule, Schedule, schedule_of, validated
-from digest.sending import digest_context
+from digest.rank.learned import LearnedTerms, learned_terms
 from digest.services import Dispatcher, Services
-from digest.suggestions import suggest
+from digest.subscribers import feedback, subscriptions
+from digest.subscribers.suggestions import suggest
 from digest.web.limits import SubscribeLimits
 
 log = logging.getLogger(__name__)

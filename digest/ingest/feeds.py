@@ -28,7 +28,7 @@ from urllib.parse import unquote, urlsplit
 from xml.etree.ElementTree import Element, TreeBuilder
 from xml.parsers import expat
 
-from digest.listing_formats import (
+from digest.ingest.formats import (
     MAX_ABSTRACT_CHARS,
     MAX_TITLE_CHARS,
     MAX_URL_CHARS,

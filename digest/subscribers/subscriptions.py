@@ -18,8 +18,8 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
+from digest.deliver.schedule import Schedule, next_slot, schedule_of
 from digest.models import Subscriber, SubscriberStatus, utcnow
-from digest.schedule import Schedule, next_slot, schedule_of
 
 MAX_TOPICS = 20
 MAX_DIGEST_SIZE = 50

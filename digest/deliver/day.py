@@ -15,10 +15,10 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import or_, select, update
 
 from digest.db import transaction
-from digest.health import source_health
+from digest.deliver.planning import Opened, Planned, open_day, open_due, plan_pending
+from digest.deliver.sending import Reconciled, SendResult, digest_context, reconcile, send_digests
+from digest.ingest.health import source_health
 from digest.models import Digest, DigestStatus, Subscriber, utcnow
-from digest.planning import Opened, Planned, open_day, open_due, plan_pending
-from digest.sending import Reconciled, SendResult, digest_context, reconcile, send_digests
 from digest.services import Dispatcher, Services
 
 __all__ = [

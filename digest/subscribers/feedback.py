@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from digest.models import Feedback, Listing, Subscriber, Vote, utcnow
-from digest.subscriptions import find_by_public_id
+from digest.subscribers.subscriptions import find_by_public_id
 
 
 class UnknownFeedbackTarget(LookupError):

@@ -30,11 +30,11 @@ from typing import TYPE_CHECKING, Protocol
 from urllib.parse import unquote, urlsplit
 
 from digest.config import Settings
+from digest.mail.render import RenderedEmail
 from digest.models import Subscriber, SubscriberStatus
-from digest.rendering import RenderedEmail
 
 if TYPE_CHECKING:
-    from digest.dkim import DkimSigner
+    from digest.mail.dkim import DkimSigner
     from digest.services import Services
 
 SMTP_TIMEOUT_SECONDS = 30.0

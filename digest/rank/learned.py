@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from digest.db import transaction
 from digest.models import Feedback, Listing, Subscriber, SubscriberModel, Vote, utcnow
-from digest.ranking import (
+from digest.rank.features import (
     N_FEATURES,
     FeatureSpace,
     Votes,

@@ -40,8 +40,8 @@ class Links:
     def __init__(self, settings: Settings) -> None:
         self.base_url = settings.base_url
         key = settings.secret_key
-        self._feedback = URLSafeSerializer(key, salt="digest.feedback")
-        self._undo = URLSafeSerializer(key, salt="digest.feedback-undo")
+        self._feedback = URLSafeSerializer(key, salt="digest.subscribers.feedback")
+        self._undo = URLSafeSerializer(key, salt="digest.subscribers.feedback-undo")
         self._unsubscribe = URLSafeSerializer(key, salt="digest.unsubscribe")
         self._preferences = URLSafeSerializer(key, salt="digest.preferences")
         self._confirm = URLSafeTimedSerializer(key, salt="digest.confirm")

@@ -22,9 +22,9 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import selectinload
 
 from digest.db import transaction
-from digest.delivery import HTML_LIMIT_BYTES, DeliveryError, MailConnection, OutgoingMail, compose
+from digest.mail.render import RenderedEmail, Renderer, trim_abstract
+from digest.mail.transport import HTML_LIMIT_BYTES, DeliveryError, MailConnection, OutgoingMail, compose
 from digest.models import Digest, DigestItem, DigestStatus, Subscriber, SubscriberStatus, Vote, utcnow
-from digest.rendering import RenderedEmail, Renderer, trim_abstract
 from digest.services import Services
 
 log = logging.getLogger(__name__)

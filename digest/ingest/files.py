@@ -18,7 +18,7 @@ from typing import BinaryIO
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.db import transaction
-from digest.listing_formats import (
+from digest.ingest.formats import (
     ParseResult,
     Rejected,
     SourceLine,
@@ -26,7 +26,7 @@ from digest.listing_formats import (
     parse_json_lines,
     parse_listing_text,
 )
-from digest.store import Incoming, StoreCounts, identify, store_batch
+from digest.ingest.store import Incoming, StoreCounts, identify, store_batch
 
 __all__ = [
     "IngestFileError",

@@ -22,6 +22,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from digest.db import transaction
+from digest.deliver.schedule import digest_date_for, next_slot, schedule_of
 from digest.models import (
     Cadence,
     Digest,
@@ -32,8 +33,7 @@ from digest.models import (
     SubscriberStatus,
     UTCDateTime,
 )
-from digest.profiles import background_sample, current_space, learned_vectors, load_votes, store_learned
-from digest.ranking import (
+from digest.rank.features import (
     Explainer,
     KeywordProfiles,
     can_learn,
@@ -43,7 +43,7 @@ from digest.ranking import (
     scores,
     train_learned,
 )
-from digest.schedule import digest_date_for, next_slot, schedule_of
+from digest.rank.learned import background_sample, current_space, learned_vectors, load_votes, store_learned
 from digest.services import Services
 
 SCORING_BLOCK = 5000

@@ -26,9 +26,9 @@ from jinja2 import BaseLoader, Environment, StrictUndefined, TemplateNotFound, s
 from jinja2.loaders import split_template_path
 from premailer import Premailer
 
-from digest.links import CONFIRM_MAX_AGE_SECONDS
+from digest.mail.links import CONFIRM_MAX_AGE_SECONDS
 
-TEMPLATES_DIR = Path(__file__).resolve().parents[1] / "templates"
+TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
 
 _EMAIL_NAME = re.compile(r"[a-z][a-z0-9_]*")
 _JINJA_CONSTRUCT = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)

@@ -21,7 +21,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from digest.models import Listing
-from digest.ranking import ENGLISH_STOP_WORDS
+from digest.rank.features import ENGLISH_STOP_WORDS
 from digest.services import Services
 
 TITLES_SCANNED = 50_000

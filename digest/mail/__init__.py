@@ -1,0 +1,1 @@
+"""Mail: rendering, building and transporting messages, signed links, DKIM, the global send rate."""

@@ -1,0 +1,1 @@
+"""Subscribers: subscribing and confirming, votes from the digests' links, topic suggestions."""
