@@ -7,21 +7,10 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from digest.rank.features import (
-    Explainer,
-    FeatureSpace,
-    KeywordProfiles,
-    Votes,
-    choose,
-    choose_block,
-    learn_acronyms,
-    profile,
-    scores,
-    term_index,
-    terms,
-    train_learned,
-    words,
-)
+from digest.rank.choose import choose, choose_block, scores
+from digest.rank.explain import Explainer
+from digest.rank.features import FeatureSpace, learn_acronyms, term_index, terms, words
+from digest.rank.profile import KeywordProfiles, Votes, profile, train_learned
 
 PAPERS = [
     "Low-Rank Adaptation (LoRA) for parameter-efficient fine-tuning of language models.",

@@ -286,9 +286,10 @@ def _scoring_child(
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.svm import LinearSVC
 
-    from digest.deliver.planning import SCORING_BLOCK, Ranker, claim_for_planning, open_day
+    from digest.deliver.planning import SCORING_BLOCK, claim_for_planning, open_day
     from digest.models import Feedback, Listing, Vote
     from digest.rank.learned import current_space, retrain
+    from digest.rank.ranker import Ranker
 
     with tempfile.TemporaryDirectory(prefix="digest-bench-scoring-") as tmp:
         root = Path(tmp)
@@ -380,7 +381,7 @@ def _scoring_in_child(subscribers: int, listings: int, corpus_size: int, voted_s
     ours_per_subscriber = scoring / subscribers
     return [
         Row(
-            "score + choose (planning.Ranker)",
+            "score + choose (rank.ranker.Ranker)",
             f"{subscribers:,} subscribers x {window:,} new ({corpus_size:,} stored)",
             scoring,
             f"{ours_per_subscriber * 1e6:,.0f} us/subscriber ({setup:.1f} s per-run setup), "

@@ -22,17 +22,8 @@ from sqlalchemy.orm import Session
 
 from digest.db import transaction
 from digest.models import Feedback, Listing, Subscriber, SubscriberModel, Vote, utcnow
-from digest.rank.features import (
-    N_FEATURES,
-    FeatureSpace,
-    Votes,
-    can_learn,
-    listing_text,
-    profile,
-    term_columns,
-    terms,
-    train_learned,
-)
+from digest.rank.features import N_FEATURES, FeatureSpace, listing_text, term_columns, terms
+from digest.rank.profile import Votes, can_learn, profile, train_learned
 from digest.services import Services
 
 log = logging.getLogger(__name__)
