@@ -13,7 +13,8 @@ from pathlib import Path
 from sqlalchemy import select
 
 from digest.db import transaction
-from digest.deliver.day import SendResult, plan_day, run_day, send_digests
+from digest.deliver.day import plan_day, run_day
+from digest.deliver.sending import SendResult, send_digests
 from digest.ingest.files import ingest_paths
 from digest.models import Digest, DigestItem, DigestStatus, Listing, Subscriber
 from digest.services import Services

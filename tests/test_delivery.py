@@ -25,10 +25,10 @@ from digest.mail.transport import (
     build_message,
     compose,
     make_mailer,
-    send_confirmation,
 )
 from digest.models import Subscriber, SubscriberStatus
 from digest.services import Services
+from digest.subscribers.confirmation import send_confirmation
 from tests.conftest import SmtpSink, free_port
 
 UNSUBSCRIBE = "https://digest.example.org/unsubscribe/tok-u"

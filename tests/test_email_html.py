@@ -458,7 +458,7 @@ def test_media_rules_survive_inlining(rendered: dict[str, RenderedEmail]) -> Non
 
 
 def test_a_digest_too_big_for_gmail_is_rendered_again_with_shorter_abstracts() -> None:
-    from digest.deliver.sending import render_within_limit
+    from digest.mail.digest_email import render_within_limit
     from digest.mail.transport import HTML_LIMIT_BYTES
 
     renderer = Renderer.default()

@@ -8,7 +8,8 @@ from typing import Any
 from sqlalchemy import select
 
 from digest.db import transaction
-from digest.deliver.day import plan_day, send_digests
+from digest.deliver.day import plan_day
+from digest.deliver.sending import send_digests
 from digest.ingest.formats import ParsedListing
 from digest.ingest.store import StoreCounts, identify, store_batch
 from digest.models import DigestItem, Listing

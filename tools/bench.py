@@ -27,10 +27,12 @@ from sqlalchemy import select
 
 from digest.config import get_settings
 from digest.db import transaction, upgrade
-from digest.deliver.day import digest_context, plan_day, send_digests
+from digest.deliver.day import plan_day
+from digest.deliver.sending import send_digests
 from digest.demo import DEFAULT_LISTINGS
 from digest.ingest.files import ingest_paths
 from digest.ingest.formats import ParsedListing, SourceLine, parse_listing_text
+from digest.mail.digest_email import digest_context
 from digest.mail.render import Renderer, inline_css
 from digest.models import Digest, DigestItem, Subscriber, SubscriberStatus
 from digest.services import Services

@@ -6,10 +6,11 @@ from collections.abc import Sequence
 from datetime import date
 
 from digest.deliver import day as daily
+from digest.deliver import sending
 from digest.ingest import sources
-from digest.mail import transport as delivery
 from digest.models import utcnow
 from digest.rank import learned as profiles
+from digest.subscribers import confirmation
 from workers.app import app, services
 
 SEND_BATCH = 50
@@ -17,13 +18,13 @@ SEND_BATCH = 50
 
 @app.task(name="digest.send_digests")
 def send_digests(digest_ids: list[int]) -> dict[str, str]:
-    results = daily.send_digests(services(), digest_ids)
+    results = sending.send_digests(services(), digest_ids)
     return {str(digest_id): result.value for digest_id, result in results.items()}
 
 
 @app.task(name="digest.send_confirmation")
 def send_confirmation(subscriber_id: int) -> str:
-    return delivery.send_confirmation(services(), subscriber_id)
+    return confirmation.send_confirmation(services(), subscriber_id)
 
 
 @app.task(name="digest.run_day")

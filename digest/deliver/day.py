@@ -16,23 +16,12 @@ from sqlalchemy import or_, select, update
 
 from digest.db import transaction
 from digest.deliver.planning import Opened, Planned, open_day, open_due, plan_pending
-from digest.deliver.sending import Reconciled, SendResult, digest_context, reconcile, send_digests
+from digest.deliver.sending import Reconciled, reconcile
 from digest.ingest.health import source_health
 from digest.models import Digest, DigestStatus, Subscriber, utcnow
 from digest.services import Dispatcher, Services
 
-__all__ = [
-    "DayPlan",
-    "RunSummary",
-    "SendResult",
-    "TickReport",
-    "digest_context",
-    "plan_day",
-    "queue_ready",
-    "run_day",
-    "send_digests",
-    "tick",
-]
+__all__ = ["DayPlan", "RunSummary", "TickReport", "plan_day", "queue_ready", "run_day", "tick"]
 
 
 @dataclass

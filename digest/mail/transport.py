@@ -18,7 +18,7 @@ import ssl
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.errors import HeaderParseError
 from email.header import Header
@@ -31,11 +31,9 @@ from urllib.parse import unquote, urlsplit
 
 from digest.config import Settings
 from digest.mail.render import RenderedEmail
-from digest.models import Subscriber, SubscriberStatus
 
 if TYPE_CHECKING:
     from digest.mail.dkim import DkimSigner
-    from digest.services import Services
 
 SMTP_TIMEOUT_SECONDS = 30.0
 _DEFAULT_PORTS = {"smtp": 25, "smtps": 465, "smtp+starttls": 587}
@@ -438,50 +436,3 @@ def make_mailer(settings: Settings) -> Mailer:
     if settings.smtp_url:
         return SmtpMailer(settings.smtp_url)
     return OutboxMailer(settings.outbox_dir)
-
-
-def send_confirmation(services: Services, subscriber_id: int) -> str:
-    """Answer a subscribe request by email; returns the Message-ID, or "" if nothing was sent.
-
-    A pending address gets its confirmation link. An active one gets "you are already subscribed" with
-    its preferences link, so the form can answer the same for every address without leaving the owner
-    in the dark. The task may be replayed (a retry, a redelivered queue message): an address that was
-    confirmed or unsubscribed meanwhile is not mailed, nor an active one whose request is over an hour
-    old. A DeliveryError propagates so the task runner can retry the send.
-    """
-    links = services.links
-    with services.sessions() as session:
-        subscriber = session.get(Subscriber, subscriber_id)
-        if subscriber is None:
-            return ""
-        to = subscriber.email
-        if subscriber.status is SubscriberStatus.PENDING:
-            template = "confirm"
-            context: dict[str, object] = {
-                "email": subscriber.email,
-                "topics": list(subscriber.topics),
-                "confirm_url": links.confirm_url(subscriber.public_id),
-            }
-        elif subscriber.status is SubscriberStatus.ACTIVE and _recently_requested(
-            subscriber.confirmation_sent_at
-        ):
-            template = "already_subscribed"
-            context = {
-                "email": subscriber.email,
-                "topics": list(subscriber.topics),
-                "preferences_url": links.preferences_url(subscriber.public_id),
-                "archive_url": links.archive_url(subscriber.public_id),
-                "unsubscribe_url": links.unsubscribe_url(subscriber.public_id),
-            }
-        else:
-            return ""
-    rendered = services.renderer.render(template, context)
-    mail = compose(services.settings, to=to, rendered=rendered, unsubscribe_url=None, signer=services.dkim)
-    services.rate_limiter.acquire()
-    with services.mailer.open() as connection:
-        connection.send(mail)
-    return mail.message_id
-
-
-def _recently_requested(requested_at: datetime | None) -> bool:
-    return requested_at is not None and datetime.now(UTC) - requested_at < timedelta(hours=1)

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from digest.db import transaction
 from digest.deliver.schedule import InvalidSchedule, Schedule, schedule_of, validated
-from digest.deliver.sending import digest_context
+from digest.mail.digest_email import digest_context
 from digest.models import Cadence, Digest, DigestItem, DigestStatus, Subscriber, Vote
 from digest.rank.learned import LearnedTerms, learned_terms
 from digest.services import Dispatcher, Services

@@ -1,0 +1,80 @@
+"""The digest email of one digest row: its template context, and the rendered mail within size limits.
+
+The context is what the email and the archived web copy of it show, so both are built from here.
+"""
+
+from __future__ import annotations
+
+from digest.mail.render import RenderedEmail, Renderer, trim_abstract
+from digest.mail.transport import HTML_LIMIT_BYTES, OutgoingMail, compose
+from digest.models import Digest, Vote
+from digest.services import Services
+
+
+def digest_context(services: Services, row: Digest) -> dict[str, object]:
+    links = services.links
+    subscriber = row.subscriber
+
+    # A long digest gets shorter abstracts, so the HTML stays under Gmail's clipping size.
+    abstract_limit = 400 if len(row.items) <= 20 else 250
+
+    def entries(section: str) -> list[dict[str, object]]:
+        return [
+            {
+                "rank": rank,
+                "title": item.listing.title,
+                "url": item.listing.url,
+                "abstract": trim_abstract(item.listing.abstract, abstract_limit),
+                "reason": item.reason,
+                "authors": list(item.listing.authors or []),
+                "more_url": links.feedback_url(subscriber.public_id, item.listing_id, Vote.MORE),
+                "less_url": links.feedback_url(subscriber.public_id, item.listing_id, Vote.LESS),
+            }
+            for rank, item in enumerate((i for i in row.items if i.section == section), start=1)
+        ]
+
+    return {
+        "subscriber_email": subscriber.email,
+        "topics": list(subscriber.topics),
+        "digest_date": row.digest_date,
+        "items": entries("picks"),
+        "trending": entries("trending"),
+        "unsubscribe_url": links.unsubscribe_url(subscriber.public_id),
+        "preferences_url": links.preferences_url(subscriber.public_id),
+        "view_url": links.archive_url(subscriber.public_id, row.id),
+        "archive_url": links.archive_url(subscriber.public_id),
+    }
+
+
+def render_digest(services: Services, row: Digest) -> OutgoingMail:
+    context = digest_context(services, row)
+    return compose(
+        services.settings,
+        to=row.subscriber.email,
+        rendered=render_within_limit(services.renderer, context),
+        unsubscribe_url=str(context["unsubscribe_url"]),
+        signer=services.dkim,
+    )
+
+
+# Abstract lengths tried in turn when a digest's HTML comes out too big; 0 leaves abstracts out.
+_SHORTER_ABSTRACTS = (150, 0)
+
+
+def render_within_limit(renderer: Renderer, context: dict[str, object]) -> RenderedEmail:
+    """Gmail clips HTML over ~102 KB and hides what follows, the unsubscribe link included; an unusually
+    long digest is rendered again with shorter abstracts rather than sent clipped."""
+    rendered = renderer.render("digest", context)
+    for limit in _SHORTER_ABSTRACTS:
+        if len(rendered.html.encode("utf-8")) <= HTML_LIMIT_BYTES:
+            break
+        shorter = dict(context)
+        for section in ("items", "trending"):
+            entries = context.get(section)
+            if isinstance(entries, list):
+                shorter[section] = [
+                    {**e, "abstract": trim_abstract(str(e["abstract"]), limit) if limit else ""}
+                    for e in entries
+                ]
+        rendered = renderer.render("digest", shorter)
+    return rendered
