@@ -1,0 +1,109 @@
+"""Subscribing and confirming: the form, its answer, and the confirmation link's page."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse
+
+from digest.deliver.schedule import WEEKDAYS, InvalidSchedule, describe, known_timezones, schedule_of
+from digest.models import SubscriberStatus
+from digest.subscribers import subscriptions
+from digest.web.api import mask_email
+from digest.web.core import LinkGone
+from digest.web.pages.common import Web, client_ip
+
+
+def router(web: Web) -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+
+    def subscribe_form(request: Request, status_code: int = 200, **values: Any) -> HTMLResponse:
+        context: dict[str, Any] = {
+            "action": request.url_for("subscribe").path,
+            "suggest_url": request.url_for("suggest").path,
+            "email": "",
+            "topics": "",
+            "cadence": "daily",
+            "send_hour": web.settings.default_send_hour,
+            "weekly_day": 0,
+            "timezone": web.settings.default_timezone,
+            "error": None,
+            "weekdays": WEEKDAYS,
+        }
+        context.update(values)
+        return web.pages.page(request, "subscribe.html", context, status_code=status_code)
+
+    @router.get("/", name="home", include_in_schema=False)
+    def home(request: Request) -> HTMLResponse:
+        return subscribe_form(request)
+
+    @router.post("/subscribe", name="subscribe", include_in_schema=False, dependencies=web.form_checked)
+    def subscribe(
+        request: Request,
+        email: Annotated[str, Form()] = "",
+        topics: Annotated[str, Form()] = "",
+        cadence: Annotated[str, Form()] = "daily",
+        send_hour: Annotated[str, Form()] = "",
+        weekly_day: Annotated[str, Form()] = "0",
+        timezone: Annotated[str, Form()] = "",
+    ) -> HTMLResponse:
+        # The zone comes from the browser, not from the person: one it cannot name falls back quietly.
+        zone_name = (
+            timezone.strip() if timezone.strip() in known_timezones() else web.settings.default_timezone
+        )
+        hour = send_hour.strip() or str(web.settings.default_send_hour)
+        try:
+            web.core.request_subscription(
+                email=email,
+                topics=topics,
+                cadence=cadence,
+                send_hour=hour,
+                timezone=zone_name,
+                weekly_day=weekly_day,
+                client_ip=client_ip(request),
+            )
+        except (subscriptions.InvalidSubscription, InvalidSchedule) as error:
+            return subscribe_form(
+                request,
+                status_code=422,
+                email=email[: subscriptions.MAX_EMAIL_LENGTH],
+                topics=topics,
+                cadence=cadence if cadence in ("daily", "weekly") else "daily",
+                send_hour=int(hour) if hour.isdigit() and int(hour) < 24 else web.settings.default_send_hour,
+                weekly_day=int(weekly_day) if weekly_day in ("0", "1", "2", "3", "4", "5", "6") else 0,
+                timezone=zone_name,
+                error=error,
+            )
+        return web.pages.page(request, "check_inbox.html", {})
+
+    @router.get("/confirm/{token}", name="confirm", include_in_schema=False)
+    def confirm_page(request: Request, token: str) -> HTMLResponse:
+        subscriber = web.core.subscriber(web.links.read_confirm(token))
+        return web.pages.page(
+            request,
+            "confirm.html",
+            {
+                "email": mask_email(subscriber.email),
+                "topics": subscriber.topics,
+                "schedule": describe(schedule_of(subscriber)),
+                "action": request.url.path,
+            },
+        )
+
+    @router.post("/confirm/{token}", include_in_schema=False, dependencies=web.form_checked)
+    def confirm(request: Request, token: str) -> HTMLResponse:
+        public_id = web.links.read_confirm(token)
+        subscriber = web.core.in_transaction(lambda s: subscriptions.confirm(s, public_id))
+        if subscriber is None:
+            raise LinkGone("this link is no longer valid")
+        if subscriber.status is not SubscriberStatus.ACTIVE:
+            return web.error_page(
+                request,
+                409,
+                "this address stopped getting digests after the link was sent; subscribe again to come back",
+                heading="Not subscribed",
+            )
+        return web.subscribed_page(request, subscriber, "You're subscribed")
+
+    return router
