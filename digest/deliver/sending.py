@@ -139,7 +139,7 @@ def _claim(services: Services, digest_ids: Sequence[int], now: datetime) -> list
         )
 
 
-def _send_one(
+def _send_one(  # noqa: C901, PLR0911 - one SMTP send's outcomes, each its own early return, read top to bottom
     services: Services, connection: _Connection, row: Digest, claimed_at: datetime, handed_ids: set[int]
 ) -> SendResult | None:
     subscriber = row.subscriber

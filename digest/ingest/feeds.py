@@ -212,7 +212,7 @@ def _item_label(position: int, arxiv_id: str | None) -> str:
     return f"item {position} ({arxiv_id})" if arxiv_id else f"item {position}"
 
 
-def _checked_paper(
+def _checked_paper(  # noqa: PLR0911 - one early return per way a feed item is unusable
     position: int,
     label: str,
     raw_title: str | None,

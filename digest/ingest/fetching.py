@@ -213,7 +213,7 @@ class HttpClient:
     `min_interval` replaces the arXiv defaults when given (pass `{}` for no spacing at all).
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - keyword-only settings of the client
         self,
         *,
         user_agent: str,

@@ -91,7 +91,7 @@ class FetchOutcome:
 # Configuration ------------------------------------------------------------------------------------
 
 
-def add_source(
+def add_source(  # noqa: C901, PLR0913 - one check per source option, each naming the option it refuses
     session: Session,
     name: str,
     kind: str,

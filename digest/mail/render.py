@@ -98,7 +98,7 @@ def inline_template_css(source: str) -> str:
     return bare_marker.sub(restore, restored)
 
 
-def _place_markers(tokenized: str, nonce: str) -> str:
+def _place_markers(tokenized: str, nonce: str) -> str:  # noqa: C901, PLR0912, PLR0915 - a single pass over the tokens; splitting it would scatter its state
     """Choose, for each stashed construct, a marker that survives where it stands in the HTML.
 
     Between tags an HTML comment is safe even inside `<table>` or `<head>`, where bare text would make

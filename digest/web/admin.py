@@ -136,7 +136,7 @@ def _clamp_days(days: int) -> int:
     return min(max(days, 1), MAX_DAYS)
 
 
-def admin_router(services: Services, render: Render, failed_logins: FailedLogins | None = None) -> APIRouter:
+def admin_router(services: Services, render: Render, failed_logins: FailedLogins | None = None) -> APIRouter:  # noqa: C901 - a router factory: the count is its small nested handlers together
     """Every page of the admin area, behind the password check; see the module docstring for wiring."""
     stylesheet = (ADMIN_TEMPLATES / "admin.css").read_text(encoding="utf-8")
     logins = failed_logins or default_failed_logins(services.settings)

@@ -157,7 +157,7 @@ class WebCore:
             log.exception("could not work out the learned terms of subscriber %s", subscriber_id)
             return None
 
-    def save_preferences(
+    def save_preferences(  # noqa: PLR0913 - keyword-only: one per preference field
         self,
         public_id: str,
         *,

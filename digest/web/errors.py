@@ -16,7 +16,7 @@ from digest.web.pages.common import Web, is_api
 from digest.web.security import CsrfRejected
 
 
-def install_error_pages(app: FastAPI, web: Web) -> None:
+def install_error_pages(app: FastAPI, web: Web) -> None:  # noqa: C901 - one small handler per exception, registered together
     def field_error(field: str, problem: str) -> JSONResponse:
         return JSONResponse(
             {"detail": [{"loc": ["body", field], "msg": problem, "type": "value_error"}]}, status_code=422
