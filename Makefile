@@ -4,13 +4,23 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help demo test lint unit integration services serve worker beat bench evaluate clean
+.PHONY: help demo test lint unit integration services serve worker beat bench evaluate lock clean
 
-$(STAMP): pyproject.toml
+# Installs the exact versions the tests last passed with (requirements.lock), then the project itself.
+$(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
+
+# Re-resolve pyproject.toml's dependencies (with the dev and tools extras) in a scratch venv and pin them.
+lock:
+	rm -rf .lock-venv
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet -e '.[dev,tools]'
+	.lock-venv/bin/python -m pip freeze --exclude-editable > requirements.lock
+	rm -rf .lock-venv
 
 help:
 	@echo "make demo         the daily loop on the embedded default (SQLite, eager tasks, outbox)"
@@ -22,6 +32,7 @@ help:
 	@echo "make serve        the web app on 127.0.0.1:8000 (settings from the environment)"
 	@echo "make worker       a Celery worker (needs DIGEST_BROKER_URL)"
 	@echo "make beat         the Celery beat that runs the ticks (needs DIGEST_BROKER_URL)"
+	@echo "make lock         re-resolve the dependencies and rewrite requirements.lock"
 	@echo "make clean        remove .venv, var and build files"
 
 demo: $(STAMP)

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from digest.ingest.feeds import (
+from digest.ingest.formats import MAX_ABSTRACT_CHARS, MAX_TITLE_CHARS, ParsedListing, Rejected
+from digest.ingest.parsers import (
     Announcement,
     FeedFormatError,
     arxiv_abs_url,
@@ -25,7 +26,6 @@ from digest.ingest.feeds import (
     parse_arxiv_rss,
     parse_hf_daily,
 )
-from digest.ingest.formats import MAX_ABSTRACT_CHARS, MAX_TITLE_CHARS, ParsedListing, Rejected
 
 FEEDS = Path(__file__).resolve().parent / "fixtures" / "feeds"
 

@@ -18,10 +18,10 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from digest.db import transaction
-from digest.ingest.feeds import FeedFormatError, parse_arxiv_atom, parse_arxiv_rss, parse_hf_daily
 from digest.ingest.fetching import FetchError, FetchResult, HttpClient
 from digest.ingest.files import IngestFileError, ingest_paths
 from digest.ingest.formats import ParseResult, Rejected
+from digest.ingest.parsers import FeedFormatError, parse_arxiv_atom, parse_arxiv_rss, parse_hf_daily
 from digest.ingest.store import Incoming, StoreCounts, identify, store_batch
 from digest.models import Fetch, Listing, Source, WatchedFile
 from digest.services import Services

@@ -18,8 +18,8 @@ from typing import Any
 from sqlalchemy import insert, or_, select
 from sqlalchemy.orm import Session
 
-from digest.ingest.feeds import normalize_arxiv_id, normalize_doi
 from digest.ingest.formats import ParsedListing, Rejected, normalize_title
+from digest.ingest.parsers.identity import normalize_arxiv_id, normalize_doi
 from digest.models import Listing
 
 MAX_EXTERNAL_ID_CHARS = 200
