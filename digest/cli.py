@@ -452,7 +452,7 @@ def evaluate(
     judgments are also saved to evaluation.json in the data dir, where the admin pages show them.
     """
     from digest.demo import DEFAULT_LISTINGS
-    from digest.stats import evaluation_path
+    from digest.evaluation_figures import evaluation_path
 
     # The harness is tooling kept out of the package: it lives in the source checkout this package was
     # installed from (`pip install -e .`), beside `digest/`.

@@ -4,19 +4,15 @@ Plain functions over a `Session`, each returning dataclasses. Per-day figures ar
 calendar day, and the same queries run on SQLite and PostgreSQL (see `utc_day`). Days with no rows are
 filled in here, so a chart always has one bar per day of the window.
 
-The latest offline evaluation (`digest evaluate`) is kept as JSON in the data dir; its format lives here
-too, so the web app can read it without importing the evaluation's numerical libraries.
+The latest evaluation's figures are in `digest.evaluation_figures`.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import ColumnElement, Date, func, select
@@ -368,96 +364,3 @@ def overview(session: Session, now: datetime, days: int = DEFAULT_DAYS) -> Overv
         bounce_reasons=bounce_reasons(session),
         totals=totals(session),
     )
-
-
-# The latest offline evaluation ------------------------------------------------------------------------------
-
-EVALUATION_FILE = "evaluation.json"
-EVALUATION_FORMAT = 1
-# The metrics kept per method, in the order the table shows them, with their column headings.
-EVALUATION_METRICS: Mapping[str, str] = {
-    "ndcg_first": "nDCG@10 day 1",
-    "ndcg_later": "nDCG@10 later",
-    "precision_first": "P@5 day 1",
-    "precision_later": "P@5 later",
-    "papers_per_digest": "papers/digest",
-    "junk_share": "share judged 0",
-    "ms_per_subscriber_day": "ms/reader-day",
-}
-
-
-@dataclass(frozen=True)
-class EvaluationFigures:
-    """Each method's metrics from the latest `digest evaluate`, averaged over its orderings of the papers."""
-
-    ran_at: datetime
-    orderings: int
-    seeds: list[int]
-    papers: int
-    days: int
-    subscribers: list[str]
-    methods: dict[str, dict[str, float | None]]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "format": EVALUATION_FORMAT,
-            "ran_at": self.ran_at.astimezone(UTC).isoformat(),
-            "orderings": self.orderings,
-            "seeds": list(self.seeds),
-            "papers": self.papers,
-            "days": self.days,
-            "subscribers": list(self.subscribers),
-            "methods": {name: dict(metrics) for name, metrics in self.methods.items()},
-        }
-
-    @classmethod
-    def from_json(cls, data: object) -> EvaluationFigures:
-        """Raises ValueError when `data` is not what `to_json` writes."""
-        if not isinstance(data, dict) or data.get("format") != EVALUATION_FORMAT:
-            raise ValueError("not an evaluation results file of a known format")
-        try:
-            ran_at = datetime.fromisoformat(data["ran_at"])
-            methods = {
-                str(name): {
-                    key: (None if metrics.get(key) is None else float(metrics[key]))
-                    for key in EVALUATION_METRICS
-                }
-                for name, metrics in data["methods"].items()
-            }
-            return cls(
-                ran_at=ran_at if ran_at.tzinfo else ran_at.replace(tzinfo=UTC),
-                orderings=int(data["orderings"]),
-                seeds=[int(s) for s in data["seeds"]],
-                papers=int(data["papers"]),
-                days=int(data["days"]),
-                subscribers=[str(s) for s in data["subscribers"]],
-                methods=methods,
-            )
-        except (KeyError, TypeError, AttributeError, ValueError) as exc:
-            raise ValueError(f"malformed evaluation results: {exc!r}") from None
-
-
-def evaluation_path(data_dir: Path) -> Path:
-    return data_dir / EVALUATION_FILE
-
-
-def save_evaluation(figures: EvaluationFigures, path: Path) -> Path:
-    """Write atomically, so the admin page never reads half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(figures.to_json(), indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
-
-
-def load_evaluation(path: Path) -> EvaluationFigures | None:
-    """None when the file does not exist; ValueError when it cannot be read as results."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path} is not JSON: {exc}") from None
-    return EvaluationFigures.from_json(data)

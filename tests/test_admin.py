@@ -20,7 +20,7 @@ from markupsafe import Markup
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from digest import stats
+from digest import evaluation_figures, stats
 from digest.cli import main
 from digest.db import transaction, upgrade
 from digest.models import (
@@ -595,10 +595,10 @@ def test_evaluate_saves_its_figures_and_the_page_shows_them(tmp_path: Path) -> N
     assert data["papers"] == 30 and data["days"] == 2 and data["subscribers"] == ["cats", "dogs"]
     assert set(data["methods"]) == {"random", "keywords", "rocchio", "svm", "ours"}
     for metrics in data["methods"].values():
-        assert set(metrics) == set(stats.EVALUATION_METRICS)
+        assert set(metrics) == set(evaluation_figures.EVALUATION_METRICS)
         assert all(0.0 <= metrics[k] <= 1.0 for k in ("ndcg_first", "ndcg_later", "precision_later"))
     assert before <= datetime.fromisoformat(data["ran_at"]) <= datetime.now(UTC)
-    figures = stats.load_evaluation(path)
+    figures = evaluation_figures.load_evaluation(path)
     assert figures is not None and figures.to_json() == data
 
     services = Services.build(make_settings(tmp_path, DIGEST_ADMIN_PASSWORD=PASSWORD))
@@ -618,15 +618,16 @@ def test_evaluate_saves_its_figures_and_the_page_shows_them(tmp_path: Path) -> N
 def test_evaluation_page_says_how_to_produce_results(admin: TestClient, admin_services: Services) -> None:
     html = admin.get("/admin/evaluation", headers=AUTH).text
     assert "digest evaluate" in html and "No evaluation has been run" in html
-    assert str(stats.evaluation_path(admin_services.settings.data_dir)) in html
+    assert str(evaluation_figures.evaluation_path(admin_services.settings.data_dir)) in html
 
-    stats.evaluation_path(admin_services.settings.data_dir).write_text('{"format": 99}', encoding="utf-8")
+    path = evaluation_figures.evaluation_path(admin_services.settings.data_dir)
+    path.write_text('{"format": 99}', encoding="utf-8")
     html = admin.get("/admin/evaluation", headers=AUTH).text
     assert "could not be read" in html
 
 
 def test_evaluation_figures_round_trip(tmp_path: Path) -> None:
-    figures = stats.EvaluationFigures(
+    figures = evaluation_figures.EvaluationFigures(
         ran_at=datetime(2026, 5, 1, 9, 30, tzinfo=UTC),
         orderings=2,
         seeds=[7, 8],
@@ -645,12 +646,12 @@ def test_evaluation_figures_round_trip(tmp_path: Path) -> None:
             }
         },
     )
-    path = stats.save_evaluation(figures, tmp_path / "deep" / "evaluation.json")
-    assert stats.load_evaluation(path) == figures
-    assert stats.load_evaluation(tmp_path / "missing.json") is None
+    path = evaluation_figures.save_evaluation(figures, tmp_path / "deep" / "evaluation.json")
+    assert evaluation_figures.load_evaluation(path) == figures
+    assert evaluation_figures.load_evaluation(tmp_path / "missing.json") is None
     path.write_text("not json", encoding="utf-8")
     with pytest.raises(ValueError):
-        stats.load_evaluation(path)
+        evaluation_figures.load_evaluation(path)
     assert list((tmp_path / "deep").iterdir()) == [path]  # no temporary file left behind
 
 

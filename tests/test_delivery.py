@@ -17,15 +17,9 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from digest.config import Settings
 from digest.db import transaction
+from digest.mail.compose import build_message, compose
 from digest.mail.render import RenderedEmail
-from digest.mail.transport import (
-    DeliveryError,
-    OutboxMailer,
-    SmtpMailer,
-    build_message,
-    compose,
-    make_mailer,
-)
+from digest.mail.transport import DeliveryError, OutboxMailer, SmtpMailer, make_mailer
 from digest.models import Subscriber, SubscriberStatus
 from digest.services import Services
 from digest.subscribers.confirmation import send_confirmation

@@ -14,9 +14,9 @@ import dkim
 import pytest
 
 from digest.config import ConfigError, Settings, get_settings
+from digest.mail.compose import WIRE_POLICY, build_message
 from digest.mail.dkim import SIGNED_HEADERS, DkimSigner, generate_key
 from digest.mail.render import RenderedEmail
-from digest.mail.transport import WIRE_POLICY, build_message
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="key generation needs openssl")
 

@@ -15,8 +15,8 @@ from urllib.parse import quote
 
 import pytest
 
+from digest.mail.compose import HTML_LIMIT_BYTES
 from digest.mail.render import TEMPLATES_DIR, RenderedEmail, Renderer, inline_css, trim_abstract
-from digest.mail.transport import HTML_LIMIT_BYTES
 from digest.subscribers.subscriptions import MAX_DIGEST_SIZE
 from tests.test_rendering import canonical
 
@@ -458,8 +458,8 @@ def test_media_rules_survive_inlining(rendered: dict[str, RenderedEmail]) -> Non
 
 
 def test_a_digest_too_big_for_gmail_is_rendered_again_with_shorter_abstracts() -> None:
+    from digest.mail.compose import HTML_LIMIT_BYTES
     from digest.mail.digest_email import render_within_limit
-    from digest.mail.transport import HTML_LIMIT_BYTES
 
     renderer = Renderer.default()
     # Untrimmed 1,200-character abstracts on 53 papers: far over the limit as they are.

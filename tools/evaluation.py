@@ -31,8 +31,8 @@ import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.svm import LinearSVC
 
+from digest.evaluation_figures import EVALUATION_METRICS, EvaluationFigures, save_evaluation
 from digest.ingest.formats import ParsedListing, SourceLine, normalize_title, parse_listing_text
-from digest.stats import EVALUATION_METRICS, EvaluationFigures, save_evaluation
 from digest.tables import text_table
 
 SHOWN = 10

@@ -206,6 +206,7 @@ def plan_pending(
     return report
 
 
+# Over 60 lines: one transaction that claims, keeps the oldest digest per subscriber and reads their details.
 def claim_for_planning(services: Services, now: datetime) -> list[Candidate]:
     stale = now - timedelta(seconds=services.settings.send_lease_seconds)
     settings = services.settings

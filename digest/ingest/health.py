@@ -65,6 +65,7 @@ class SourceHealth:
     detail: str
 
 
+# Over 60 lines: one verdict per source state, written as a table of cases.
 def source_health(
     session: Session, now: datetime, extra_holidays: frozenset[date] = frozenset()
 ) -> list[SourceHealth]:

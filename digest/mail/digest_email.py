@@ -5,8 +5,8 @@ The context is what the email and the archived web copy of it show, so both are 
 
 from __future__ import annotations
 
+from digest.mail.compose import HTML_LIMIT_BYTES, OutgoingMail, compose
 from digest.mail.render import RenderedEmail, Renderer, trim_abstract
-from digest.mail.transport import HTML_LIMIT_BYTES, OutgoingMail, compose
 from digest.models import Digest, Vote
 from digest.services import Services
 

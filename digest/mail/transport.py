@@ -1,4 +1,4 @@
-"""Build MIME messages and hand them to a mail server, or to the outbox folder when there is none.
+"""Hand composed messages (`digest.mail.compose`) to a mail server, or to the outbox folder if none.
 
 A mailer opens one connection for a batch, because a TLS handshake and login per email would dominate
 the sending time. Failures come back as `DeliveryError` with `permanent` saying whether trying the same
@@ -7,7 +7,6 @@ message again later can help, which is what the caller needs to decide between r
 
 from __future__ import annotations
 
-import binascii
 import hashlib
 import os
 import re
@@ -17,30 +16,21 @@ import socket
 import ssl
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from email import message_from_bytes, policy
-from email.errors import HeaderParseError
-from email.header import Header
-from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime, formataddr, make_msgid, parseaddr
+from email.utils import parseaddr
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import unquote, urlsplit
 
 from digest.config import Settings
-from digest.mail.render import RenderedEmail
+from digest.mail.compose import OutgoingMail
 
 if TYPE_CHECKING:
-    from digest.mail.dkim import DkimSigner
+    pass
 
 SMTP_TIMEOUT_SECONDS = 30.0
 _DEFAULT_PORTS = {"smtp": 25, "smtps": 465, "smtp+starttls": 587}
-# Headers are folded only at whitespace up to RFC 5322's 998-character limit: with the default 78, Python
-# turns a long unbreakable header such as List-Unsubscribe's URL into an encoded word no client reads.
-# Bodies are already encoded (quoted-printable, short lines) when the message is built.
-WIRE_POLICY = policy.SMTP.clone(max_line_length=998)
 
 
 class DeliveryError(Exception):
@@ -65,130 +55,6 @@ class DeliveryError(Exception):
         self.recipient = recipient
         self.connection_lost = connection_lost
         self.bounce = bounce
-
-
-@dataclass(frozen=True)
-class OutgoingMail:
-    """A message as it goes on the wire: envelope plus the exact (possibly signed) bytes."""
-
-    sender: str
-    recipient: str
-    message_id: str
-    data: bytes
-
-
-# Gmail clips a message whose HTML is larger than about 102 KB, hiding the unsubscribe link at the bottom.
-HTML_LIMIT_BYTES = 100_000
-
-
-def _checked_recipient(to: str) -> str:
-    if "\r" in to or "\n" in to:
-        raise ValueError(f"recipient contains a line break: {to!r}")
-    candidate = to.strip()
-    if not re.fullmatch(r"[^@\s<>,;\"()\[\]\\]+@[^@\s<>,;\"()\[\]\\]+\.[^@\s<>,;\"()\[\]\\]+", candidate):
-        raise ValueError(f"not an email address: {to!r}")
-    local, _, domain = candidate.rpartition("@")
-    if not domain.isascii():
-        try:
-            domain = domain.encode("idna").decode("ascii")
-        except UnicodeError:
-            raise ValueError(f"not an email address: {to!r} (bad domain)") from None
-        candidate = f"{local}@{domain}"
-    try:
-        # Rejects a non-ASCII local part too: that needs SMTPUTF8, which this sender does not use.
-        address = Address(addr_spec=candidate)
-    except (ValueError, HeaderParseError) as exc:
-        raise ValueError(f"not an email address: {to!r} ({exc})") from None
-    if not address.username or not address.domain:
-        raise ValueError(f"not an email address: {to!r}")
-    return candidate
-
-
-def compose(
-    settings: Settings,
-    *,
-    to: str,
-    rendered: RenderedEmail,
-    unsubscribe_url: str | None,
-    signer: DkimSigner | None = None,
-) -> OutgoingMail:
-    """One email with a plain-text part first and HTML second, so clients prefer the HTML when they can.
-
-    The MIME is written directly rather than through `email.message`, whose header objects and generator
-    cost several milliseconds per message: at a hundred thousand digests a day that was most of the
-    sending time. `build_message` parses the result back for anyone who wants the object.
-
-    The List-Unsubscribe headers let mail providers offer a one-click unsubscribe, which they expect
-    from bulk senders; leaving them out makes a digest more likely to be filed as spam.
-    """
-    recipient = _checked_recipient(to)
-    message_id = make_msgid(domain=settings.mail_domain)
-    name, sender = parseaddr(settings.mail_from)
-    headers = [
-        ("From", formataddr((name, sender), charset="utf-8")),
-        ("To", recipient),
-        ("Subject", _unstructured("Subject", rendered.subject)),
-        ("Date", format_datetime(datetime.now(UTC))),
-        ("Message-ID", message_id),
-        # RFC 3834: tells vacation responders and other robots not to answer.
-        ("Auto-Submitted", "auto-generated"),
-    ]
-    if unsubscribe_url is not None:
-        if any(c in unsubscribe_url for c in "\r\n<> ") or not unsubscribe_url.isascii():
-            raise ValueError(f"unsubscribe URL cannot go in a header: {unsubscribe_url!r}")
-        headers += [
-            ("List-Id", _unstructured("List-Id", settings.list_id_header)),
-            ("List-Unsubscribe", f"<{unsubscribe_url}>"),
-            ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
-        ]
-    boundary = f"=_digest_{secrets.token_hex(12)}"
-    headers += [("MIME-Version", "1.0"), ("Content-Type", f'multipart/alternative; boundary="{boundary}"')]
-    lines = [f"{field}: {value}" for field, value in headers]
-    if any(len(line) > 998 for line in lines):
-        raise ValueError(f"a header is longer than SMTP allows: {max(lines, key=len)[:80]!r}...")
-    head = "\r\n".join(lines).encode("ascii")
-    data = b"".join(
-        [
-            head,
-            b"\r\n\r\n",
-            _part(boundary, "plain", rendered.text),
-            _part(boundary, "html", rendered.html),
-            f"--{boundary}--\r\n".encode("ascii"),
-        ]
-    )
-    if signer is not None:
-        data = signer.sign(data)
-    return OutgoingMail(sender, recipient, message_id, data)
-
-
-def _unstructured(field: str, value: str) -> str:
-    """A header value as it goes on the wire: ASCII as is, anything else as RFC 2047 encoded words."""
-    if "\r" in value or "\n" in value:
-        raise ValueError(f"{field} contains a line break: {value!r}")
-    if value.isascii():
-        return value
-    return Header(value, "utf-8", header_name=field).encode(linesep="\r\n ", maxlinelen=998)
-
-
-def _part(boundary: str, subtype: str, content: str) -> bytes:
-    # Quoted-printable keeps every line under the SMTP limit and needs no 8BITMIME from the server.
-    body = binascii.b2a_qp(content.replace("\r\n", "\n").encode("utf-8"), istext=True)
-    # The CRLF before the next boundary belongs to the boundary, not to the content.
-    body = body.replace(b"\n", b"\r\n") + b"\r\n"
-    return (
-        f'--{boundary}\r\nContent-Type: text/{subtype}; charset="utf-8"\r\n'
-        "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
-    ).encode("ascii") + body
-
-
-def build_message(
-    settings: Settings, *, to: str, rendered: RenderedEmail, unsubscribe_url: str | None
-) -> EmailMessage:
-    """The composed message as an `EmailMessage`, for code and tests that want to read it."""
-    mail = compose(settings, to=to, rendered=rendered, unsubscribe_url=unsubscribe_url)
-    message = message_from_bytes(mail.data, policy=WIRE_POLICY)
-    assert isinstance(message, EmailMessage)
-    return message
 
 
 class MailConnection(Protocol):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from digest.mail.transport import compose
+from digest.mail.compose import compose
 from digest.models import Subscriber, SubscriberStatus
 from digest.services import Services
 

@@ -26,7 +26,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from markupsafe import Markup
 
-from digest import stats
+from digest import evaluation_figures, stats
 from digest.ingest.health import source_health
 from digest.models import utcnow
 from digest.services import Services
@@ -243,10 +243,10 @@ def admin_router(services: Services, render: Render, failed_logins: FailedLogins
 
     @router.get("/evaluation", name="admin_evaluation")
     def evaluation(request: Request) -> HTMLResponse:
-        path = stats.evaluation_path(services.settings.data_dir)
+        path = evaluation_figures.evaluation_path(services.settings.data_dir)
         problem = None
         try:
-            figures = stats.load_evaluation(path)
+            figures = evaluation_figures.load_evaluation(path)
         except (OSError, ValueError) as exc:
             figures, problem = None, str(exc)
         return page(
@@ -256,7 +256,7 @@ def admin_router(services: Services, render: Render, failed_logins: FailedLogins
             figures=figures,
             problem=problem,
             path=str(path),
-            columns=stats.EVALUATION_METRICS,
+            columns=evaluation_figures.EVALUATION_METRICS,
             metric=metric,
         )
 

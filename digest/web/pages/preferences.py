@@ -25,6 +25,7 @@ STATUS_TEXT = {
 def router(web: Web) -> APIRouter:  # noqa: C901 - a router factory: the count is its small nested handlers together
     router = APIRouter(include_in_schema=False)
 
+    # Over 60 lines: the page's whole context in one place, one line per value the template shows.
     def preferences_page(
         request: Request,
         token: str,

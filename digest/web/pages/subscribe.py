@@ -15,6 +15,7 @@ from digest.web.core import LinkGone
 from digest.web.pages.common import Web, client_ip
 
 
+# Over 60 lines: a router factory; its handlers are nested here, each a few lines.
 def router(web: Web) -> APIRouter:
     router = APIRouter(include_in_schema=False)
 
