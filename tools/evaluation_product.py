@@ -90,7 +90,7 @@ class ProductMethod:
         self.seen_emails: set[Path] = set()
 
     def start(self, readers: Sequence[Reader]) -> None:
-        from digest.cli import _celery_dispatcher
+        from digest.cli.common import celery_dispatcher
         from digest.web.core import WebCore
         from digest.web.limits import MemoryCounter, SubscribeLimits
 
@@ -98,7 +98,7 @@ class ProductMethod:
         settings = get_settings({"DIGEST_DATA_DIR": str(self.root), **self.extra_env})
         self.services = Services.build(settings)
         upgrade(self.services.engine)
-        self.dispatcher = _celery_dispatcher(self.services)
+        self.dispatcher = celery_dispatcher(self.services)
         self.core = WebCore(self.services, self.dispatcher, SubscribeLimits(MemoryCounter()))
         with transaction(self.services.sessions) as session:
             for reader in readers:

@@ -3,45 +3,20 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
-from digest.config import ConfigError, Settings, get_settings
-from digest.db import SchemaError, check_schema, upgrade
+from digest.cli.common import celery_dispatcher, open_services
+from digest.config import ConfigError, get_settings
+from digest.db import upgrade
 from digest.services import Services
 
 F = TypeVar("F", bound=Callable[..., Any])
 PROGRESS_BAR_MIN_BYTES = 1_000_000
-
-
-@contextmanager
-def _services(*, need_schema: bool = True, settings: Settings | None = None) -> Iterator[Services]:
-    try:
-        services = Services.build(settings or get_settings())
-    except ConfigError as exc:
-        raise click.ClickException(f"configuration: {exc}") from None
-    try:
-        if need_schema:
-            check_schema(services.engine)
-        yield services
-    except SchemaError as exc:
-        raise click.ClickException(str(exc)) from None
-    finally:
-        services.close()
-
-
-def _celery_dispatcher(services: Services) -> Any:
-    """Celery is imported only by the commands that queue work, and bound to this process's services."""
-    from workers.app import bind
-    from workers.tasks import CeleryDispatcher
-
-    bind(services)
-    return CeleryDispatcher()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -52,7 +27,7 @@ def main() -> None:
 @main.command("init-db")
 def init_db() -> None:
     """Create the database schema, or upgrade it to this version."""
-    with _services(need_schema=False) as services:
+    with open_services(need_schema=False) as services:
         before, after = upgrade(services.engine)
         url = services.engine.url.render_as_string(hide_password=True)
         if before == after:
@@ -70,7 +45,7 @@ def ingest(paths: tuple[Path, ...], source_name: str | None) -> None:
 
     if bool(paths) == bool(source_name):
         raise click.UsageError("give either listing files or --source NAME")
-    with _services() as services:
+    with open_services() as services:
         if source_name:
             _fetch_now(services, source_name)
             return
@@ -136,7 +111,7 @@ def subscribe(
     from digest.subscribers.subscriptions import InvalidSubscription
     from digest.subscribers.subscriptions import subscribe as subscribe_address
 
-    with _services() as services:
+    with open_services() as services:
         settings = services.settings
         try:
             schedule = validated(
@@ -150,7 +125,7 @@ def subscribe(
         except (InvalidSubscription, InvalidSchedule) as exc:
             raise click.ClickException(str(exc)) from None
         if result.needs_confirmation:
-            _celery_dispatcher(services).send_confirmation(result.subscriber_id)
+            celery_dispatcher(services).send_confirmation(result.subscriber_id)
             click.echo(f"{email}: pending; a confirmation email was sent.")
         else:
             click.echo(f"{email}: {'subscribed' if result.created else 'updated'}, active.")
@@ -170,8 +145,8 @@ def run(digest_date: Any) -> None:
     from digest.models import utcnow
 
     day: date = digest_date.date() if digest_date else utcnow().date()
-    with _services() as services:
-        summary = run_day(services, day, _celery_dispatcher(services))
+    with open_services() as services:
+        summary = run_day(services, day, celery_dispatcher(services))
         if services.settings.broker_url and summary.not_yet_sent:
             click.echo(f"Queued {summary.not_yet_sent} digest(s) for the workers.")
         click.echo(
@@ -216,8 +191,8 @@ def tick() -> None:
     """Do what the beat does every few minutes: settle stuck sends, claim due subscribers, rank, queue."""
     from digest.deliver.day import tick as run_tick
 
-    with _services() as services:
-        report = run_tick(services, _celery_dispatcher(services))
+    with open_services() as services:
+        report = run_tick(services, celery_dispatcher(services))
         for item in report.reconciled:
             click.echo(f"reconciled digest {item.digest_id} to {item.email}: {item.explanation}")
         click.echo(
@@ -231,7 +206,7 @@ def status() -> None:
     """Today's sent, failed and bounced digests, the queue depth, and who is due next."""
     from digest.status import gather, report
 
-    with _services() as services:
+    with open_services() as services:
         for line in report(gather(services)):
             click.echo(line)
 
@@ -251,8 +226,8 @@ def serve(host: str, port: int, forwarded_allow_ips: str) -> None:
 
     from digest.web.app import create_app
 
-    with _services() as services:
-        app = create_app(services, _celery_dispatcher(services))
+    with open_services() as services:
+        app = create_app(services, celery_dispatcher(services))
         uvicorn.run(app, host=host, port=port, proxy_headers=True, forwarded_allow_ips=forwarded_allow_ips)
 
 
@@ -280,209 +255,12 @@ def demo(data_dir: Path, listings: Path | None) -> None:
         raise click.ClickException(str(exc)) from None
 
 
-@main.group()
-def sources() -> None:
-    """Configure where listings come from, and see whether each source is healthy."""
+def _register() -> None:
+    from digest.cli.evaluate import evaluate
+    from digest.cli.sources import sources
+
+    main.add_command(sources)
+    main.add_command(evaluate)
 
 
-@sources.command("add")
-@click.argument("name")
-@click.option("--kind", required=True, type=click.Choice(["arxiv_api", "arxiv_rss", "hf_daily", "directory"]))
-@click.option("--category", "categories", multiple=True, help="arXiv category such as cs.LG (repeatable).")
-@click.option("--query", help="arXiv API search terms, e.g. 'abs:\"low-rank adaptation\"'.")
-@click.option("--url", help="Override the feed or API address (a mirror, or a test server).")
-@click.option("--path", help="Folder to watch (directory sources).")
-@click.option("--every", "interval", type=int, help="Minutes between fetches (default depends on the kind).")
-@click.option("--quiet-days", type=int, help="Days without anything new before the source is flagged stale.")
-def sources_add(
-    name: str,
-    kind: str,
-    categories: tuple[str, ...],
-    query: str | None,
-    url: str | None,
-    path: str | None,
-    interval: int | None,
-    quiet_days: int | None,
-) -> None:
-    """Add a source; the scheduler fetches it on its own interval."""
-    from digest.db import transaction
-    from digest.ingest.sources import SourceError, add_source
-
-    with _services() as services:
-        try:
-            with transaction(services.sessions) as session:
-                source = add_source(
-                    session,
-                    name,
-                    kind,
-                    categories=categories,
-                    query=query,
-                    url=url,
-                    path=path,
-                    interval_minutes=interval,
-                    quiet_days=quiet_days,
-                )
-                click.echo(
-                    f"Added {source.name} ({source.kind}), fetched every {source.interval_minutes} min."
-                )
-        except SourceError as exc:
-            raise click.ClickException(str(exc)) from None
-
-
-@sources.command("list")
-def sources_list() -> None:
-    """List the configured sources."""
-    from sqlalchemy import select
-
-    from digest.models import Source
-
-    with _services() as services, services.sessions() as session:
-        rows = session.scalars(select(Source).order_by(Source.name)).all()
-        if not rows:
-            click.echo("No sources yet: add one with `digest sources add`.")
-        for source in rows:
-            config = ", ".join(f"{k}={v}" for k, v in source.config.items() if v)
-            click.echo(f"{source.name}  {source.kind}  every {source.interval_minutes} min  {config}")
-
-
-@sources.command("remove")
-@click.argument("name")
-def sources_remove(name: str) -> None:
-    """Remove a source (its listings stay)."""
-    from digest.db import transaction
-    from digest.ingest.sources import remove_source
-
-    with _services() as services:
-        with transaction(services.sessions) as session:
-            removed = remove_source(session, name)
-        if not removed:
-            raise click.ClickException(f"no source named {name!r}")
-        click.echo(f"Removed {name}; the listings it brought stay.")
-
-
-@sources.command("status")
-def sources_status() -> None:
-    """Each source's last success and whether it is quiet (normal) or stale / failing (look at it)."""
-    from digest.ingest.health import source_health
-    from digest.models import utcnow
-    from digest.tables import text_table
-
-    with _services() as services, services.sessions() as session:
-        report = source_health(session, utcnow(), services.settings.extra_holidays)
-    if not report:
-        click.echo("No sources yet: add one with `digest sources add`.")
-        return
-    rows = [("source", "kind", "state", "last success", "last new", "detail")]
-    for h in report:
-        rows.append(
-            (
-                h.name,
-                h.kind,
-                h.state.upper() if h.state in ("stale", "failing") else h.state,
-                _when(h.last_success_at),
-                _when(h.last_new_at),
-                h.detail,
-            )
-        )
-    click.echo("\n".join(text_table(rows, rule=False)))
-    if any(h.state in ("stale", "failing") for h in report):
-        sys.exit(1)
-
-
-def _when(moment: Any) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M") if moment else "never"
-
-
-@main.command()
-@click.option(
-    "--listings",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=None,
-    help="Folder of listing dumps (default: ../shared/listings beside the project).",
-)
-@click.option(
-    "--judgments",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=None,
-    help="Folder with personas.json and judgments.tsv (default: ../shared/relevance beside the project).",
-)
-@click.option(
-    "--labels",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=None,
-    help="The project's own labels, printed second (default: digest/evaluation_labels.tsv).",
-)
-@click.option("--no-own-labels", is_flag=True, help="Evaluate on the shared judgments only.")
-@click.option(
-    "--days", type=int, default=8, show_default=True, help="Daily batches to split the papers into."
-)
-@click.option("--seed", type=int, default=7, show_default=True)
-@click.option(
-    "--plot",
-    "plot_path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=Path("var/evaluation.png"),
-    show_default=True,
-)
-@click.option("--no-plot", is_flag=True, help="Do not write the PNG.")
-@click.option("--persona", "personas", multiple=True, help="Only these personas (repeatable).")
-@click.option(
-    "--repeats",
-    type=int,
-    default=3,
-    show_default=True,
-    help="Replays with differently shuffled days (seeds seed, seed+1, ...), averaged.",
-)
-def evaluate(
-    listings: Path | None,
-    judgments: Path | None,
-    labels: Path | None,
-    no_own_labels: bool,
-    days: int,
-    seed: int,
-    plot_path: Path,
-    no_plot: bool,
-    personas: tuple[str, ...],
-    repeats: int,
-) -> None:
-    """Replay the judged sample papers as days of digests and compare ranking methods.
-
-    "ours" is the product: each day's papers are ingested, `digest run` sends the digests to a data dir
-    of its own, and the readers' votes go through the emails' links. The figures of the shared
-    judgments are also saved to evaluation.json in the data dir, where the admin pages show them.
-    """
-    from digest.demo import DEFAULT_LISTINGS
-    from digest.evaluation_figures import evaluation_path
-
-    # The harness is tooling kept out of the package: it lives in the source checkout this package was
-    # installed from (`pip install -e .`), beside `digest/`.
-    checkout = Path(__file__).resolve().parents[1]
-    if (checkout / "tools" / "evaluation.py").is_file() and str(checkout) not in sys.path:
-        sys.path.insert(0, str(checkout))
-    try:
-        from tools.evaluation import DEFAULT_OWN_LABELS, DEFAULT_RELEVANCE, main_evaluate
-    except ImportError:
-        raise click.ClickException(
-            "the evaluation harness (tools/evaluation.py) is part of a source checkout, not of the "
-            "installed package: run `digest evaluate` from the project's folder"
-        ) from None
-
-    try:
-        results_path = evaluation_path(get_settings().data_dir)
-    except ConfigError as exc:
-        raise click.ClickException(f"configuration: {exc}") from None
-    try:
-        main_evaluate(
-            listings or DEFAULT_LISTINGS,
-            judgments or DEFAULT_RELEVANCE,
-            None if no_own_labels else (labels or DEFAULT_OWN_LABELS),
-            days=days,
-            seed=seed,
-            repeats=max(1, repeats),
-            personas=list(personas) or None,
-            plot_path=None if no_plot else plot_path,
-            results_path=results_path,
-            echo=click.echo,
-        )
-    except (ValueError, FileNotFoundError) as exc:
-        raise click.ClickException(str(exc)) from None
+_register()
