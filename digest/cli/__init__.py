@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from datetime import date
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
@@ -15,7 +14,6 @@ from digest.config import ConfigError, get_settings
 from digest.db import upgrade
 from digest.services import Services
 
-F = TypeVar("F", bound=Callable[..., Any])
 PROGRESS_BAR_MIN_BYTES = 1_000_000
 
 
