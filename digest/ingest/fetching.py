@@ -18,13 +18,19 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from http import HTTPStatus
 from types import TracebackType
 from typing import Any, Self
 
 import httpx
+
+from digest.ingest.responses import (
+    declared_length,
+    describe_size,
+    media_type,
+    parse_retry_after,
+    status_reason,
+)
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +39,7 @@ DEFAULT_MIN_INTERVAL: Mapping[str, float] = {
     "arxiv.org": 3.0,
     "rss.arxiv.org": 3.0,
 }
+
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 # Only these two statuses define Retry-After as "come back later"; on a 3xx it means something else.
 RETRY_AFTER_STATUSES = frozenset({429, 503})
@@ -113,63 +120,6 @@ def default_user_agent(contact: str, version: str) -> str:
     if not contact or any(ch in contact for ch in "\r\n()"):
         raise ValueError(f"unusable contact for the User-Agent: {contact!r}")
     return f"digest/{version} (self-hosted research paper digest; contact: {contact})"
-
-
-def _describe_size(size: int) -> str:
-    mebibyte = 1024 * 1024
-    if size >= mebibyte and size % mebibyte == 0:
-        return f"{size // mebibyte} MB"
-    if size >= 1024 and size % 1024 == 0:
-        return f"{size // 1024} KB"
-    return f"{size:,} bytes"
-
-
-def _status_reason(response: httpx.Response) -> str:
-    phrase = response.reason_phrase
-    if not phrase:
-        try:
-            phrase = HTTPStatus(response.status_code).phrase
-        except ValueError:
-            phrase = ""
-    return f"{response.status_code} {phrase}".rstrip()
-
-
-def _parse_retry_after(response: httpx.Response) -> float | None:
-    """Seconds the server asked us to wait, or None when the header is absent or unreadable.
-
-    An HTTP date is measured against the response's own Date header when there is one, so a skewed
-    clock on either side does not stretch or shrink the wait.
-    """
-    value = response.headers.get("retry-after", "").strip()
-    if not value:
-        return None
-    if value.isdigit():
-        return float(int(value))
-    try:
-        target = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if target.tzinfo is None:
-        target = target.replace(tzinfo=UTC)
-    now = datetime.now(UTC)
-    server_date = response.headers.get("date")
-    if server_date:
-        try:
-            parsed = parsedate_to_datetime(server_date)
-        except (TypeError, ValueError):
-            pass
-        else:
-            now = parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
-    return max(0.0, (target - now).total_seconds())
-
-
-def _media_type(response: httpx.Response) -> str:
-    return response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-
-
-def _declared_length(response: httpx.Response) -> int | None:
-    value = response.headers.get("content-length", "").strip()
-    return int(value) if value.isdigit() else None
 
 
 class _HostSpacing:
@@ -357,17 +307,17 @@ class HttpClient:
                 if isinstance(body, _RetryableFailure):
                     return body
                 return self._result(response, body, attempt, etag, last_modified)
-            reason = _status_reason(response)
+            reason = status_reason(response)
             if status in RETRYABLE_STATUSES:
-                retry_after = _parse_retry_after(response) if status in RETRY_AFTER_STATUSES else None
+                retry_after = parse_retry_after(response) if status in RETRY_AFTER_STATUSES else None
                 return _RetryableFailure(reason, status, retry_after)
             raise FetchError(url, status, reason, attempt)
         finally:
             response.close()
 
     def _read_body(self, response: httpx.Response, url: str, attempt: int) -> bytes | _RetryableFailure:
-        declared = _declared_length(response)
-        too_large = f"response larger than {_describe_size(self.max_body_bytes)}"
+        declared = declared_length(response)
+        too_large = f"response larger than {describe_size(self.max_body_bytes)}"
         if declared is not None and declared > self.max_body_bytes:
             raise FetchError(url, response.status_code, too_large, attempt)
         chunks: list[bytes] = []
@@ -392,7 +342,7 @@ class HttpClient:
 
     @staticmethod
     def _ended_early(response: httpx.Response) -> _RetryableFailure:
-        declared = _declared_length(response)
+        declared = declared_length(response)
         got = response.num_bytes_downloaded
         detail = f"got {got:,} of {declared:,} bytes" if declared is not None else f"got {got:,} bytes"
         return _RetryableFailure(f"response body ended early ({detail})", response.status_code)
@@ -416,7 +366,7 @@ class HttpClient:
             url=str(response.url),
             status=response.status_code,
             body=body,
-            content_type=_media_type(response),
+            content_type=media_type(response),
             charset=response.charset_encoding,
             etag=etag,
             last_modified=last_modified,

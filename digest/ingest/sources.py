@@ -8,7 +8,7 @@ the error naming the source and what went wrong, and never takes the scheduler d
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,19 +18,21 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from digest.db import transaction
-from digest.ingest.fetching import FetchError, FetchResult, HttpClient
+from digest.ingest.downloads import (
+    download_arxiv_api,
+    download_arxiv_rss,
+    download_hf_daily,
+)
+from digest.ingest.fetching import FetchError
 from digest.ingest.files import IngestFileError, ingest_paths
 from digest.ingest.formats import ParseResult, Rejected
-from digest.ingest.parsers import FeedFormatError, parse_arxiv_atom, parse_arxiv_rss, parse_hf_daily
+from digest.ingest.parsers import FeedFormatError
 from digest.ingest.store import Incoming, StoreCounts, identify, store_batch
 from digest.models import Fetch, Listing, Source, WatchedFile
 from digest.services import Services
 
 log = logging.getLogger(__name__)
 
-ARXIV_API_URL = "https://export.arxiv.org/api/query"
-ARXIV_RSS_URL = "https://rss.arxiv.org/rss/{category}"
-HF_DAILY_URL = "https://huggingface.co/api/daily_papers"
 WATCHED_SUFFIXES = (".jsonl", ".ndjson", ".txt")
 STORE_BATCH = 500
 PROBLEMS_KEPT = 20
@@ -207,92 +209,6 @@ def claim_due_sources(services: Services, now: datetime | None = None) -> list[i
 # Fetching -----------------------------------------------------------------------------------------
 
 
-@dataclass
-class _Download:
-    """What a fetch brought back before anything is stored."""
-
-    items: list[ParseResult] = field(default_factory=list)
-    http_status: int | None = None
-    not_modified: bool = True
-    cache: dict[str, dict[str, str]] = field(default_factory=dict)
-
-
-def _conditional_get(
-    client: HttpClient, source: Source, url: str, download: _Download, **kwargs: Any
-) -> FetchResult:
-    validators = source.http_cache.get(url, {})
-    result = client.get(
-        url, etag=validators.get("etag"), last_modified=validators.get("last_modified"), **kwargs
-    )
-    download.http_status = result.status
-    if not result.not_modified:
-        download.not_modified = False
-        fresh = {k: v for k, v in (("etag", result.etag), ("last_modified", result.last_modified)) if v}
-        if fresh:
-            download.cache[url] = fresh
-    return result
-
-
-def _download_arxiv_rss(client: HttpClient, source: Source) -> _Download:
-    download = _Download(cache=dict(source.http_cache))
-    template = source.config.get("url") or ARXIV_RSS_URL
-    for category in source.config["categories"]:
-        url = template.format(category=category)
-        result = _conditional_get(client, source, url, download)
-        if not result.not_modified:
-            download.items.extend(parse_arxiv_rss(result.body))
-    return download
-
-
-def _download_hf_daily(client: HttpClient, source: Source) -> _Download:
-    download = _Download(cache=dict(source.http_cache))
-    result = _conditional_get(client, source, source.config.get("url") or HF_DAILY_URL, download)
-    if not result.not_modified:
-        download.items.extend(parse_hf_daily(result.body))
-    return download
-
-
-def arxiv_search_query(categories: Sequence[str], query: str | None) -> str:
-    parts = []
-    if categories:
-        parts.append("(" + " OR ".join(f"cat:{c}" for c in categories) + ")")
-    if query:
-        parts.append(f"({query})")
-    return " AND ".join(parts)
-
-
-def _download_arxiv_api(client: HttpClient, source: Source, known: Callable[[list[str]], int]) -> _Download:
-    """Newest first, page by page, until a page holds nothing we have not seen or the pages run out."""
-    download = _Download(not_modified=False)
-    config = source.config
-    page_size, max_pages = int(config.get("page_size", 100)), int(config.get("max_pages", 3))
-    search = arxiv_search_query(config.get("categories") or [], config.get("query"))
-    fetched_ids: set[str] = set()
-    for page in range(max_pages):
-        result = client.get(
-            config.get("url") or ARXIV_API_URL,
-            params={
-                "search_query": search,
-                "sortBy": "submittedDate",
-                "sortOrder": "descending",
-                "start": page * page_size,
-                "max_results": page_size,
-            },
-        )
-        download.http_status = result.status
-        parsed = parse_arxiv_atom(result.body)
-        download.items.extend(parsed.items)
-        ids = {item.arxiv_id for item in parsed.items if not isinstance(item, Rejected) and item.arxiv_id}
-        unseen = sorted(ids - fetched_ids)
-        fetched_ids |= ids
-        total = parsed.total_results
-        if not parsed.items or (ids and known(unseen) == len(unseen)):
-            break
-        if total is not None and (page + 1) * page_size >= total:
-            break
-    return download
-
-
 def _store(
     session: Session, source: Source, items: list[ParseResult], now: datetime, outcome: FetchOutcome
 ) -> None:
@@ -356,11 +272,11 @@ def fetch_source(services: Services, source_id: int, *, now: datetime | None = N
 
     try:
         if source.kind == "arxiv_api":
-            download = _download_arxiv_api(services.http, source, known)
+            download = download_arxiv_api(services.http, source, known)
         elif source.kind == "arxiv_rss":
-            download = _download_arxiv_rss(services.http, source)
+            download = download_arxiv_rss(services.http, source)
         elif source.kind == "hf_daily":
-            download = _download_hf_daily(services.http, source)
+            download = download_hf_daily(services.http, source)
         else:
             raise SourceError(f"source {source.name}: unknown kind {source.kind!r}")
         outcome.http_status, outcome.not_modified = download.http_status, download.not_modified
