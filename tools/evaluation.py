@@ -66,7 +66,7 @@ def ndcg_at_k(shown: Sequence[int], grades: Mapping[int, int], k: int = SHOWN) -
     gained = sum(
         (2 ** grades.get(item, 0) - 1) / math.log2(place + 2) for place, item in enumerate(shown[:k])
     )
-    return gained / ideal
+    return float(gained / ideal)
 
 
 def precision_at_k(shown: Sequence[int], grades: Mapping[int, int], k: int = PRECISION_AT) -> float | None:

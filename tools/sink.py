@@ -292,7 +292,7 @@ class SinkSMTP(SMTP):
             content = content.replace(b"\r\n.", b"\r\n")
             envelope.content = envelope.original_content = content
             status = await self.sink_handler.handle_DATA(self, self.session, envelope)
-        self._set_post_data_state()
+        self._set_post_data_state()  # type: ignore[no-untyped-call]  # aiosmtpd leaves it unannotated
         await self.push(status)
 
     async def _read_data(self) -> bytes | None:

@@ -68,7 +68,7 @@ def parse_retry_after(response: httpx.Response) -> float | None:
 
 
 def media_type(response: httpx.Response) -> str:
-    return response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    return str(response.headers.get("content-type", "")).split(";", 1)[0].strip().lower()
 
 
 def declared_length(response: httpx.Response) -> int | None:

@@ -125,7 +125,8 @@ class KeywordProfiles:
         _, doc_topic, gram = self._products
         norms = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", membership, gram, membership), 0))
         norms[norms == 0] = 1.0
-        return (doc_topic @ membership.T) / norms[None, :]
+        result: np.ndarray = (doc_topic @ membership.T) / norms[None, :]
+        return result
 
 
 def rocchio(keyword: sp.csr_matrix, votes: Votes) -> sp.csr_matrix:

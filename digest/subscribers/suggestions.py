@@ -18,10 +18,10 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 from sqlalchemy import select
 
 from digest.models import Listing
-from digest.rank.features import ENGLISH_STOP_WORDS
 from digest.services import Services
 
 TITLES_SCANNED = 50_000
