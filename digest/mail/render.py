@@ -8,7 +8,7 @@ placeholder premailer leaves alone, premailer runs over the template's own marku
 are put back before Jinja compiles the result. This is equivalent to inlining each rendered email as long
 as the CSS only uses selectors that do not depend on how many times a loop ran (type, class and
 descendant selectors; no `:first-child`, `+` or `~`), which holds because autoescaping keeps the
-rendered values from adding elements. `tests/test_rendering.py` checks that equivalence.
+rendered values from adding elements. `tests/unit/mail/test_rendering.py` checks that equivalence.
 """
 
 from __future__ import annotations

@@ -1,0 +1,65 @@
+"""What the pages show a subscriber about themselves: suggested topics and the terms their profile learned."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy import select
+
+from digest.db import transaction
+from digest.ingest.files import ingest_paths
+from digest.models import Listing, Subscriber, Vote, utcnow
+from digest.rank.learned import learned_terms, retrain
+from digest.services import Services
+from digest.subscribers.feedback import record_vote
+from digest.subscribers.subscriptions import subscribe
+from digest.subscribers.suggestions import phrases_of, suggest
+from tests.support.daily import LORA, OTHER, ingest
+
+
+def test_suggestions_come_from_the_phrases_titles_use(
+    services: Services, shared_listings: list[Path]
+) -> None:
+    ingest_paths(services.sessions, shared_listings)
+    diffusion = suggest(services, "diffus")
+    starting = [s for s in diffusion if s.startswith("diffus")]
+    assert diffusion[: len(starting)] == starting  # phrases that start so come before inner matches
+    assert "diffusion models" in starting and all("diffus" in s for s in diffusion)
+    assert any(" " in s for s in suggest(services, "language"))  # phrases, not only words
+    assert suggest(services, "d") == [] and suggest(services, "  ") == []
+    assert suggest(services, "zzzzqqq") == []
+    assert (services.settings.data_dir / "models" / "vocabulary.json").exists()
+
+
+def test_phrases_skip_stop_words_at_their_edges() -> None:
+    found = phrases_of("Scaling Laws for the Training of Diffusion Models")
+    assert {"scaling laws", "diffusion models", "training", "scaling"} <= found
+    assert not any(p.startswith(("for ", "the ", "of ")) or p.endswith((" the", " of")) for p in found)
+
+
+def test_learned_terms_name_what_votes_pulled_in_and_pushed_out(services: Services, tmp_path: Path) -> None:
+    ingest(services, tmp_path, LORA + OTHER, utcnow() - timedelta(hours=1))
+    with transaction(services.sessions) as session:
+        result = subscribe(session, "voter@example.org", "graph networks", confirmed=True)
+        public_id = session.scalars(select(Subscriber.public_id)).one()
+    before = learned_terms(services, result.subscriber_id)
+    assert before.votes == 0 and [t for t, _ in before.pulling][:2] and before.pushing == []
+    assert "graph" in [t for t, _ in before.pulling]
+
+    with services.sessions() as session:
+        ids = {title: i for i, title in session.execute(select(Listing.id, Listing.title))}
+    with transaction(services.sessions) as session:
+        for title, _ in LORA:
+            record_vote(session, public_id, ids[title], Vote.MORE)
+        for title, _ in OTHER:
+            record_vote(session, public_id, ids[title], Vote.LESS)
+    assert retrain(services, result.subscriber_id)
+
+    after = learned_terms(services, result.subscriber_id)
+    pulling = [t for t, _ in after.pulling]
+    pushing = [t for t, _ in after.pushing]
+    assert after.votes == 5
+    assert any("lora" in t or "adapter" in t or "low-rank" in t or "rank" in t for t in pulling[:6]), pulling
+    assert any(t in pushing for t in ("protein", "traffic", "road", "folding", "congestion")), pushing
+    assert all(w > 0 for _, w in after.pulling) and all(w < 0 for _, w in after.pushing)
