@@ -28,7 +28,7 @@ from premailer import Premailer
 
 from digest.mail.links import CONFIRM_MAX_AGE_SECONDS
 
-TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
+TEMPLATES_DIR = Path(__file__).resolve().parents[1] / "templates"
 
 _EMAIL_NAME = re.compile(r"[a-z][a-z0-9_]*")
 _JINJA_CONSTRUCT = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)

@@ -34,7 +34,7 @@ from digest.status import gather
 from digest.web.charts import Series, bar_chart
 from digest.web.limits import FailedLogins, default_failed_logins
 
-ADMIN_TEMPLATES = Path(__file__).resolve().parents[2] / "templates" / "web" / "admin"
+ADMIN_TEMPLATES = Path(__file__).resolve().parents[1] / "templates" / "web" / "admin"
 # Sent with every admin page: operator data must not be cached by proxies or browsers, nor indexed.
 ADMIN_HEADERS = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex, nofollow"}
 CHALLENGE = 'Basic realm="digest admin", charset="UTF-8"'

@@ -26,7 +26,7 @@ from digest.web.security import API_PREFIX, Csrf, CsrfRejected, FormTokens
 
 log = logging.getLogger(__name__)
 
-TEMPLATES_DIR = Path(__file__).resolve().parents[3] / "templates" / "web"
+TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates" / "web"
 _BAR_STEPS = 20
 # Forms posting below a page's own path: /preferences/{token}/..., /unsubscribe/{token}/resubscribe.
 _NESTED_FORM = re.compile(r"(.*/(?:preferences|unsubscribe)/[^/]+)/.+")
