@@ -4,7 +4,7 @@ A fresh embedded data dir (SQLite, eager Celery tasks, the outbox) per replay. E
 written as JSON Lines and stored by `ingest_paths`, `run_day` (the function behind `digest run`) ranks,
 renders and sends, and each reader's email is read back from the outbox: the numbered items of its text
 part, and their "More like this" / "Less like this" links. A vote decodes the link's signed token and goes
-through `WebCore.vote`, which is what the feedback page's form calls, so the retraining it queues runs too.
+through `Readers.vote`, which is what the feedback page's form calls, so the retraining it queues runs too.
 Nothing here ranks: if the product changes, this measures the change.
 """
 
@@ -91,15 +91,15 @@ class ProductMethod:
 
     def start(self, readers: Sequence[Reader]) -> None:
         from digest.cli.common import celery_dispatcher
-        from digest.web.core import WebCore
-        from digest.web.limits import MemoryCounter, SubscribeLimits
+        from digest.limits import MemoryCounter, SubscribeLimits
+        from digest.readers import Readers
 
         self.root = Path(tempfile.mkdtemp(prefix="digest-evaluate-"))
         settings = get_settings({"DIGEST_DATA_DIR": str(self.root), **self.extra_env})
         self.services = Services.build(settings)
         upgrade(self.services.engine)
         self.dispatcher = celery_dispatcher(self.services)
-        self.core = WebCore(self.services, self.dispatcher, SubscribeLimits(MemoryCounter()))
+        self.core = Readers(self.services, self.dispatcher, SubscribeLimits(MemoryCounter()))
         with transaction(self.services.sessions) as session:
             for reader in readers:
                 subscribe(session, reader_address(reader), reader.keywords, confirmed=True)

@@ -104,13 +104,14 @@ def subscribe(
     weekday: int,
 ) -> None:
     """Subscribe an address (admin path); sends a confirmation email unless --confirmed."""
-    from digest.db import transaction
     from digest.deliver.schedule import InvalidSchedule, validated
+    from digest.limits import default_limits
+    from digest.readers import Readers
     from digest.subscribers.subscriptions import InvalidSubscription
-    from digest.subscribers.subscriptions import subscribe as subscribe_address
 
     with open_services() as services:
         settings = services.settings
+        readers = Readers(services, celery_dispatcher(services), default_limits(settings))
         try:
             schedule = validated(
                 cadence,
@@ -118,12 +119,10 @@ def subscribe(
                 timezone or settings.default_timezone,
                 weekday,
             )
-            with transaction(services.sessions) as session:
-                result = subscribe_address(session, email, topics, confirmed=confirmed, schedule=schedule)
+            result = readers.subscribe_as_operator(email, topics, confirmed=confirmed, schedule=schedule)
         except (InvalidSubscription, InvalidSchedule) as exc:
             raise click.ClickException(str(exc)) from None
         if result.needs_confirmation:
-            celery_dispatcher(services).send_confirmation(result.subscriber_id)
             click.echo(f"{email}: pending; a confirmation email was sent.")
         else:
             click.echo(f"{email}: {'subscribed' if result.created else 'updated'}, active.")

@@ -28,11 +28,11 @@ from markupsafe import Markup
 
 from digest import evaluation_figures, stats
 from digest.ingest.health import source_health
+from digest.limits import FailedLogins, default_failed_logins
 from digest.models import utcnow
 from digest.services import Services
 from digest.status import gather
 from digest.web.charts import Series, bar_chart
-from digest.web.limits import FailedLogins, default_failed_logins
 
 ADMIN_TEMPLATES = Path(__file__).resolve().parents[1] / "templates" / "web" / "admin"
 # Sent with every admin page: operator data must not be cached by proxies or browsers, nor indexed.

@@ -16,9 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from digest.deliver.schedule import describe
 from digest.models import Cadence, SubscriberStatus, Vote
+from digest.readers import PreferencesView, Readers
 from digest.subscribers import feedback
 from digest.subscribers.subscriptions import MAX_DIGEST_SIZE, MAX_EMAIL_LENGTH, MAX_TOPIC_LENGTH, MAX_TOPICS
-from digest.web.core import PreferencesView, WebCore
 
 Topic = Annotated[str, Field(max_length=MAX_TOPIC_LENGTH)]
 VoteName = Literal["more", "less"]
@@ -145,7 +145,7 @@ NOT_JSON: Responses = {
 
 
 # Over 60 lines: a router factory; its endpoints are nested here, each a few lines.
-def api_router(core: WebCore) -> APIRouter:
+def api_router(core: Readers) -> APIRouter:
     router = APIRouter(prefix="/api", tags=["api"])
     links = core.links
     settings = core.services.settings

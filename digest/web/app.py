@@ -3,19 +3,19 @@
 Links in emails lead here. Mail scanners fetch every link, so a GET only ever shows a page whose button
 POSTs; every form POST carries a CSRF token (`digest.web.security`), except the RFC 8058 one-click
 unsubscribe, which mail providers send without cookies or fields. The state changes themselves live in
-`digest.subscribers`, reached through `digest.web.core`.
+`digest.subscribers`, reached through `digest.readers`.
 """
 
 from __future__ import annotations
 
 from fastapi import FastAPI
 
+from digest.limits import FailedLogins, SubscribeLimits, default_limits
+from digest.readers import Readers
 from digest.services import Dispatcher, Services
 from digest.web.admin import admin_router
 from digest.web.api import api_router, mask_email
-from digest.web.core import WebCore
 from digest.web.errors import install_error_pages
-from digest.web.limits import FailedLogins, SubscribeLimits, default_limits
 from digest.web.pages import archive, feedback, preferences, site, subscribe, unsubscribe
 from digest.web.pages.common import TEMPLATES_DIR, Pages, Web, timezone_choices
 from digest.web.security import Csrf, RequestGuards, SecurityHeaders
@@ -42,7 +42,7 @@ def create_app(
     app.add_middleware(SecurityHeaders)
     csrf = Csrf(settings.secret_key, secure=settings.base_url.startswith("https://"))
     pages = Pages(TEMPLATES_DIR, csrf)
-    core = WebCore(services, dispatcher, subscribe_limits or default_limits(settings))
+    core = Readers(services, dispatcher, subscribe_limits or default_limits(settings))
     web = Web(settings=settings, core=core, pages=pages, csrf=csrf)
     app.include_router(api_router(core))
     app.include_router(admin_router(services, pages.render, admin_logins), include_in_schema=False)

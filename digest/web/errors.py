@@ -10,8 +10,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from digest.deliver.schedule import InvalidSchedule
 from digest.mail.links import BadLink
+from digest.readers import DigestNotFound, LinkGone
 from digest.subscribers import feedback, subscriptions
-from digest.web.core import DigestNotFound, LinkGone
 from digest.web.pages.common import Web, is_api
 from digest.web.security import CsrfRejected
 

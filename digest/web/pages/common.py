@@ -21,7 +21,7 @@ from digest.deliver.schedule import describe, known_timezones, schedule_of, zone
 from digest.mail.links import Links
 from digest.mail.render import long_date
 from digest.models import Cadence, Listing, Subscriber
-from digest.web.core import LinkGone, WebCore
+from digest.readers import LinkGone, Readers
 from digest.web.security import API_PREFIX, Csrf, CsrfRejected, FormTokens
 
 log = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ class Web:
     """The services and helpers every page router is built with."""
 
     settings: Settings
-    core: WebCore
+    core: Readers
     pages: Pages
     csrf: Csrf
     links: Links = field(init=False)

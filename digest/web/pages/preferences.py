@@ -9,9 +9,9 @@ from fastapi.responses import HTMLResponse
 
 from digest.deliver.schedule import WEEKDAYS, InvalidSchedule, describe, schedule_of
 from digest.models import Cadence, SubscriberStatus
+from digest.readers import PreferencesView
 from digest.subscribers import subscriptions
 from digest.web.api import mask_email
-from digest.web.core import PreferencesView
 from digest.web.pages.common import Web, bar, local_time, timezone_choices
 
 STATUS_TEXT = {

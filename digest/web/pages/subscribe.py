@@ -9,9 +9,9 @@ from fastapi.responses import HTMLResponse
 
 from digest.deliver.schedule import WEEKDAYS, InvalidSchedule, describe, known_timezones, schedule_of
 from digest.models import SubscriberStatus
+from digest.readers import LinkGone
 from digest.subscribers import subscriptions
 from digest.web.api import mask_email
-from digest.web.core import LinkGone
 from digest.web.pages.common import Web, client_ip
 
 

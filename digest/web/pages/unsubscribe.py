@@ -6,9 +6,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from digest.models import SubscriberStatus
+from digest.readers import LinkGone
 from digest.subscribers import subscriptions
 from digest.web.api import mask_email
-from digest.web.core import LinkGone
 from digest.web.pages.common import Web
 
 

@@ -656,7 +656,7 @@ def test_evaluation_figures_round_trip(tmp_path: Path) -> None:
 
 
 def test_wrong_passwords_lock_the_client_out_before_the_password_is_checked(admin_services: Services) -> None:
-    from digest.web.limits import FailedLogins, MemoryCounter
+    from digest.limits import FailedLogins, MemoryCounter
 
     now = [1_000_000.0]
     logins = FailedLogins(MemoryCounter(clock=lambda: now[0]), allowed=3, window_seconds=60)

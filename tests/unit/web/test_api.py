@@ -9,10 +9,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from digest.deliver.schedule import Schedule, next_slot
+from digest.limits import MemoryCounter, SubscribeLimits
 from digest.models import Cadence, Subscriber, SubscriberStatus, Vote, utcnow
 from digest.services import Services
 from digest.web import create_app
-from digest.web.limits import MemoryCounter, SubscribeLimits
 from tests.support.web import (
     BASE_URL,
     RecordingDispatcher,

@@ -18,11 +18,11 @@ from redis.retry import Retry
 from sqlalchemy import select
 
 from digest.db import transaction
+from digest.limits import MemoryCounter, RedisCounter, SubscribeLimits, default_limits
 from digest.mail.links import CONFIRM_MAX_AGE_SECONDS
 from digest.models import Subscriber, SubscriberStatus, Vote
 from digest.services import Services
 from digest.web import create_app
-from digest.web.limits import MemoryCounter, RedisCounter, SubscribeLimits, default_limits
 from tests.support.env import REDIS_URL, free_port, make_settings
 from tests.support.web import (
     BASE_URL,

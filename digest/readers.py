@@ -1,8 +1,10 @@
-"""What the pages and the JSON API both do, so the two cannot drift apart: the web layer's use of
-`digest.subscribers.subscriptions`, `digest.subscribers.feedback` and the archive, with transactions and
-queued work around them.
+"""What a reader (and an operator on a reader's behalf) can do: subscribe, confirm, vote, change
+preferences, read past digests. The pages, the JSON API and the command line all call these, so they
+cannot drift apart; each wraps `digest.subscribers` in its transaction and queues the work that follows
+only after it commits.
 
-Nothing here knows about HTML or JSON; the callers turn the exceptions into pages or error bodies.
+Nothing here knows about HTML, JSON or the terminal; the callers turn the exceptions into pages, error
+bodies or messages.
 """
 
 from __future__ import annotations
@@ -19,13 +21,13 @@ from sqlalchemy.orm import Session, selectinload
 
 from digest.db import transaction
 from digest.deliver.schedule import InvalidSchedule, Schedule, schedule_of, validated
+from digest.limits import SubscribeLimits
 from digest.mail.digest_email import digest_context
 from digest.models import Cadence, Digest, DigestItem, DigestStatus, Subscriber, Vote
 from digest.rank.learned import LearnedTerms, learned_terms
 from digest.services import Dispatcher, Services
 from digest.subscribers import feedback, subscriptions
 from digest.subscribers.suggestions import suggest
-from digest.web.limits import SubscribeLimits
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +62,7 @@ class PreferencesView:
     history: list[feedback.VoteEntry]
 
 
-class WebCore:
+class Readers:
     def __init__(self, services: Services, dispatcher: Dispatcher, limits: SubscribeLimits) -> None:
         self.services = services
         self.dispatcher = dispatcher
@@ -135,6 +137,18 @@ class WebCore:
             log.exception(
                 "could not queue the %s email for subscriber %s", result.notice, result.subscriber_id
             )
+
+    def subscribe_as_operator(
+        self, email: str, topics: str | Sequence[str], *, confirmed: bool, schedule: Schedule
+    ) -> subscriptions.SubscribeResult:
+        """The admin path (`digest subscribe`): no rate limit; a confirmation is mailed unless the operator
+        says the owner asked directly. Raises InvalidSubscription for an address or topics it refuses."""
+        result = self.in_transaction(
+            lambda s: subscriptions.subscribe(s, email, topics, confirmed=confirmed, schedule=schedule)
+        )
+        if result.needs_confirmation:
+            self.dispatcher.send_confirmation(result.subscriber_id)
+        return result
 
     # Preferences ------------------------------------------------------------------------------------
     def preferences(self, public_id: str) -> PreferencesView:
