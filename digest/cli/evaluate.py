@@ -74,10 +74,11 @@ def evaluate(
     # The harness is tooling kept out of the package: it lives in the source checkout this package was
     # installed from (`pip install -e .`), beside `digest/`.
     checkout = Path(__file__).resolve().parents[2]
-    if (checkout / "tools" / "evaluation.py").is_file() and str(checkout) not in sys.path:
+    if (checkout / "tools" / "evaluation_report.py").is_file() and str(checkout) not in sys.path:
         sys.path.insert(0, str(checkout))
     try:
-        from tools.evaluation import DEFAULT_OWN_LABELS, DEFAULT_RELEVANCE, main_evaluate
+        from tools.evaluation import DEFAULT_OWN_LABELS, DEFAULT_RELEVANCE
+        from tools.evaluation_report import main_evaluate
     except ImportError:
         raise click.ClickException(
             "the evaluation harness (tools/evaluation.py) is part of a source checkout, not of the "

@@ -24,17 +24,17 @@ from tools.evaluation import (
     Paper,
     Reader,
     batches,
-    main_evaluate,
     ndcg_at_k,
     precision_at_k,
     read_own_labels,
     read_papers,
     read_shared_judgments,
-    reference_methods,
     replay,
     title_key,
 )
+from tools.evaluation_methods import reference_methods
 from tools.evaluation_product import ProductMethod, read_digest_text, reader_address
+from tools.evaluation_report import main_evaluate
 
 # Metrics -----------------------------------------------------------------------------------------------
 
