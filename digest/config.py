@@ -54,6 +54,8 @@ class Settings:
     list_id: str = ""
     # The admin pages are off unless a password is set.
     admin_password: str | None = field(default=None, repr=False)
+    # /metrics (Prometheus) answers only requests bearing this token; without one it is not served.
+    metrics_token: str | None = field(default=None, repr=False)
     # Days arXiv announces nothing beyond weekends and the holidays `digest.ingest.health` knows.
     extra_holidays: frozenset[date] = frozenset()
 
@@ -180,6 +182,13 @@ def _admin_password(env: Mapping[str, str]) -> str | None:
     return value
 
 
+def _metrics_token(env: Mapping[str, str]) -> str | None:
+    value = env.get("DIGEST_METRICS_TOKEN") or None
+    if value is not None and (len(value) < 16 or not value.isprintable() or " " in value):
+        raise ConfigError("DIGEST_METRICS_TOKEN must be at least 16 printable characters without spaces")
+    return value
+
+
 def _selector(value: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,62})", value):
         raise ConfigError(f"DIGEST_DKIM_SELECTOR must be a DNS label such as 'digest2026'; got {value!r}")
@@ -244,5 +253,6 @@ def get_settings(env: Mapping[str, str] | None = None) -> Settings:
         dkim_selector=_selector(env.get("DIGEST_DKIM_SELECTOR") or "digest"),
         list_id=(env.get("DIGEST_LIST_ID") or "").strip(),
         admin_password=_admin_password(env),
+        metrics_token=_metrics_token(env),
         extra_holidays=_dates(env, "DIGEST_EXTRA_HOLIDAYS"),
     )

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from digest.metrics import exposition
 from digest.web.pages.common import TEMPLATES_DIR, Web
 
 log = logging.getLogger(__name__)
@@ -39,5 +41,16 @@ def router(web: Web) -> APIRouter:
             log.warning("health check: database unreachable", exc_info=True)
             return JSONResponse({"status": "unavailable"}, status_code=503)
         return JSONResponse({"status": "ok"})
+
+    @router.get("/metrics", include_in_schema=False)
+    def metrics(request: Request) -> Response:
+        """Prometheus' scrape, with `Authorization: Bearer <DIGEST_METRICS_TOKEN>`; absent without a token."""
+        token = web.settings.metrics_token
+        if token is None:
+            raise StarletteHTTPException(404)
+        given = request.headers.get("authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            return Response(status_code=401, headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
+        return Response(exposition(web.core.services), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     return router
