@@ -115,17 +115,14 @@ def _sample_papers(listings_dir: Path) -> list[ParsedListing]:
     ]
 
 
-def write_jsonl(listings_dir: Path, path: Path, records: int) -> None:
-    """Variants of the sample papers, each with a distinct title, so nothing is dropped as a duplicate."""
+def write_jsonl(listings_dir: Path, path: Path, records: int, *, first: int = 0) -> None:
+    """Variants `first`.. of the sample papers, each with a distinct title, so none is a duplicate."""
     papers = _sample_papers(listings_dir)
+    numbers = range(first, first + records)
     with path.open("w", encoding="utf-8") as out:
-        for n in range(records):
-            paper = papers[n % len(papers)]
+        for n, paper in zip(numbers, _variants(papers, numbers), strict=True):
             out.write(
-                json.dumps(
-                    {"id": f"bench-{n}", "title": f"{paper.title} (variant {n})", "abstract": paper.abstract}
-                )
-                + "\n"
+                json.dumps({"id": f"bench-{n}", "title": paper.title, "abstract": paper.abstract}) + "\n"
             )
 
 
@@ -298,8 +295,8 @@ def _scoring_child(
         services = build(root, "scoring")
         papers = _sample_papers(DEFAULT_LISTINGS)
         older, newer = root / "older.jsonl", root / "newer.jsonl"
-        _write_variants(papers, older, range(corpus_size - listings))
-        _write_variants(papers, newer, range(corpus_size - listings, corpus_size))
+        write_jsonl(DEFAULT_LISTINGS, older, corpus_size - listings)
+        write_jsonl(DEFAULT_LISTINGS, newer, listings, first=corpus_size - listings)
         ingest_paths(services.sessions, [older], now=T0 - timedelta(days=30))
         ingest_paths(services.sessions, [newer], now=T0 - timedelta(hours=2))
         rng = random.Random(11)
@@ -357,12 +354,6 @@ def _variants(papers: list[ParsedListing], numbers: range) -> list[ParsedListing
         paper = papers[n % len(papers)]
         out.append(replace(paper, title=f"{paper.title} (variant {n})"))
     return out
-
-
-def _write_variants(papers: list[ParsedListing], path: Path, numbers: range) -> None:
-    with path.open("w", encoding="utf-8") as out:
-        for paper in _variants(papers, numbers):
-            out.write(json.dumps({"title": paper.title, "abstract": paper.abstract}) + "\n")
 
 
 def _scoring_in_child(subscribers: int, listings: int, corpus_size: int, voted_share: float) -> list[Row]:

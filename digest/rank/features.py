@@ -186,10 +186,7 @@ class FeatureSpace:
         return cached
 
     def keyword_vector(self, topics: Sequence[str]) -> sp.csr_matrix:
-        vector = sp.csr_matrix((1, N_FEATURES), dtype=np.float32)
-        for topic in topics:
-            vector = vector + self.topic_vector(topic)
-        return unit_rows(sp.csr_matrix(vector))
+        return unit_rows(weighted_sum([(1.0, self.topic_vector(topic)) for topic in topics]))
 
     # Persistence ----------------------------------------------------------------------------------
     def save(self, directory: Path) -> Path:

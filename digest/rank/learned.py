@@ -1,8 +1,9 @@
 """Subscribers' profiles in the database and the feature space on disk: loading, refitting, retraining.
 
-`ranking` holds the maths; this module decides when it runs. The feature space is refit when the corpus
-has grown by a tenth since the last fit (cost per run at most), and a subscriber's learned model is
-retrained when their votes change (a Celery task queued by the vote), never every day for everyone.
+`digest.rank.features` and `digest.rank.profile` hold the maths; this module decides when it runs. The
+feature space is refit when the corpus has grown by a tenth since the last fit (cost per run at most), and
+a subscriber's learned model is retrained when their votes change (a Celery task queued by the vote),
+never every day for everyone.
 """
 
 from __future__ import annotations

@@ -80,29 +80,13 @@ class KeywordProfiles:
             self._stacked = None
         return row
 
-    def matrix(self, topic_lists: Sequence[Sequence[str]]) -> sp.csr_matrix:
-        membership_rows, membership_cols = [], []
-        for subscriber, topics in enumerate(topic_lists):
-            for topic in topics:
-                membership_rows.append(subscriber)
-                membership_cols.append(self._topic_row(topic))
-        if self._stacked is None:
-            self._stacked = (
-                sp.vstack(self._rows, format="csr") if self._rows else sp.csr_matrix((0, N_FEATURES))
-            )
-        membership = sp.csr_matrix(
-            (np.ones(len(membership_rows), dtype=np.float32), (membership_rows, membership_cols)),
-            shape=(len(topic_lists), len(self._rows)),
-        )
-        return unit_rows(membership @ self._stacked)
-
     def vector(self, topics: Sequence[str]) -> sp.csr_matrix:
         """One subscriber's prior, summed from the stored values (no million-column product)."""
         rows = [self._topic_row(topic) for topic in topics]
         return unit_rows(weighted_sum([(1.0, self._rows[row]) for row in rows]))
 
     def scores(self, docs: sp.csr_matrix, topic_lists: Sequence[Sequence[str]]) -> np.ndarray:
-        """`scores(docs, self.matrix(topic_lists))` without building a row per subscriber.
+        """What scoring `docs` against each subscriber's `vector` gives, without a row per subscriber.
 
         A prior is a normalised sum of topic rows T, so docs·prior = (docs·Tᵀ)·a / ‖a·T‖ for the
         subscriber's topic indicator a: one small dense product per block instead of a sparse one

@@ -151,6 +151,6 @@ def test_keyword_priors_scored_through_topics_equal_the_explicit_rows() -> None:
     space, docs = space_and_docs()
     priors = KeywordProfiles(space, docs)
     topic_lists = [["LoRA"], ["diffusion models", "image generation"], ["MoE", "NAS", "LoRA"], ["zymurgy"]]
-    explicit = scores(docs, priors.matrix(topic_lists))
+    explicit = scores(docs, sp.vstack([priors.vector(topics) for topics in topic_lists], format="csr"))
     assert np.allclose(priors.scores(docs, topic_lists), explicit, atol=1e-5)
     assert np.allclose(explicit[:, 3], 0), "a topic the corpus never mentions scores nothing"
