@@ -296,7 +296,7 @@ def _retry_or_give_up(services: Services, row: Digest, error: str, *, soft_bounc
             if subscriber is not None:
                 subscriber.soft_bounces += 1
                 if subscriber.soft_bounces >= settings.soft_bounce_limit:
-                    suppress(
+                    suppress_address(
                         subscriber,
                         f"{subscriber.soft_bounces} digests in a row deferred until we gave up; "
                         f"last: {error}",
@@ -314,10 +314,10 @@ def _bounce(services: Services, row: Digest, error: str) -> None:
         )
         subscriber = session.get(Subscriber, row.subscriber_id)
         if subscriber is not None:
-            suppress(subscriber, error)
+            suppress_address(subscriber, error)
 
 
-def suppress(subscriber: Subscriber, reason: str) -> None:
+def suppress_address(subscriber: Subscriber, reason: str) -> None:
     subscriber.status = SubscriberStatus.BOUNCED
     subscriber.bounced_at = utcnow()
     subscriber.bounce_reason = reason[:500]
