@@ -207,6 +207,9 @@ class Digest(Base):
     # Set just before the final "." of the SMTP DATA: after that moment the message may have left.
     handed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     attempts: Mapped[int] = mapped_column(SmallInteger, default=0)
+    # Sends whose outcome was unknown (the worker died, or the reply to the final "." never came) and
+    # that were therefore sent again, with the same Message-ID.
+    ambiguous_sends: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     subscriber: Mapped[Subscriber] = relationship()

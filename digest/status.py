@@ -30,6 +30,8 @@ class Status:
     subscribers: Counter[str] = field(default_factory=Counter)
     stuck_sending: int = 0
     retrying: int = 0
+    # Today's digests sent again because an earlier send's outcome was unknown, with how many times.
+    resent_ambiguous: list[tuple[str, int]] = field(default_factory=list)
     next_due: list[tuple[datetime, str, str]] = field(default_factory=list)
     queue: QueueDepth | None = None
 
@@ -100,6 +102,15 @@ def gather(services: Services, now: datetime | None = None) -> Status:
             )
             or 0
         )
+        status.resent_ambiguous = [
+            (email, count)
+            for email, count in session.execute(
+                select(Subscriber.email, Digest.ambiguous_sends)
+                .join(Subscriber, Subscriber.id == Digest.subscriber_id)
+                .where(Digest.digest_date == status.today, Digest.ambiguous_sends > 0)
+                .order_by(Subscriber.email)
+            )
+        ]
         status.next_due = [
             (due, email, tz)
             for due, email, tz in session.execute(
@@ -132,6 +143,13 @@ def report(status: Status) -> list[str]:
         f"Retrying: {status.retrying} digest(s) waiting for another attempt; "
         f"stuck in sending past the lease: {status.stuck_sending} (the next tick reconciles them)"
     )
+    if status.resent_ambiguous:
+        shown = ", ".join(f"{email} ({count}x)" for email, count in status.resent_ambiguous[:NEXT_DUE_SHOWN])
+        more = len(status.resent_ambiguous) - NEXT_DUE_SHOWN
+        lines.append(
+            f"Resent with the same Message-ID after an unknown outcome: {len(status.resent_ambiguous)} "
+            f"digest(s): {shown}" + (f" and {more} more" if more > 0 else "")
+        )
     subscribers = status.subscribers
     lines.append(
         "Subscribers: "

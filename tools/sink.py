@@ -37,7 +37,8 @@ from aiosmtpd.smtp import SMTP, syntax
 #: Fault actions taken when the recipient is named (RCPT TO).
 RCPT_ACTIONS: Final = frozenset({"421", "451", "550", "drop"})
 #: Fault actions taken only once the whole message has been received (end of DATA).
-DATA_ACTIONS: Final = frozenset({"drop_after_data", "554_after_data"})
+#: `accept_then_drop` queues (records) the message and then hangs up before the 250: the reply is lost.
+DATA_ACTIONS: Final = frozenset({"drop_after_data", "554_after_data", "accept_then_drop"})
 ACTIONS: Final = RCPT_ACTIONS | DATA_ACTIONS
 
 _REPLIES: Final = {
@@ -220,6 +221,8 @@ class SinkHandler:
 
     async def handle_DATA(self, server: SMTP, session: Any, envelope: Any) -> str:
         pending: list[tuple[str, str]] = getattr(envelope, _PENDING_ATTR, [])
+        lose_reply = [address for action, address in pending if action == "accept_then_drop"]
+        pending = [(action, address) for action, address in pending if action != "accept_then_drop"]
         if pending:
             # A dropped connection pre-empts a 554: the client can only ever see one of them.
             dropped = any(a == "drop_after_data" for a, _ in pending)
@@ -248,6 +251,10 @@ class SinkHandler:
                 "at": time.time(),
             }
         )
+        for address in lose_reply:
+            self._fault("accept_then_drop", address)
+        if lose_reply:
+            await _hang_up(server, abruptly=True)
         # Like a real MTA, the message is queued (recorded) before the reply, and a client that
         # disconnects while waiting for the reply does not unsend it.
         if self.delay:

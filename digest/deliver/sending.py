@@ -1,10 +1,15 @@
-"""The send stage: render each planned digest and hand it to the mail server, exactly once.
+"""The send stage: render each planned digest and hand it to the mail server; never lose one.
 
 A batch of digests is claimed with one compare-and-set (pending → sending, stamping `claimed_at`, which
 also serves as the claim's fencing token). Just before the final "." of each SMTP DATA the row records
-`handed_at`: until then the message certainly has not left. A worker killed mid-batch leaves rows in
-`sending`; `reconcile` resends those never handed over and marks the others delivered without resending,
-since the server had the whole message and most likely accepted it. Temporary failures are retried with
+`handed_at` and its Message-ID: until then the message certainly has not left. The same write records
+the previous message's 250 as sent, so confirming costs no round trip of its own, and at any moment at
+most one message per connection is handed over but not yet recorded as accepted.
+
+Such a message's outcome is unknown: the server may have queued it and the reply got lost, or not. Both
+the live path (a connection dropped after the hand-over) and `reconcile` (a worker killed) follow one
+rule: send it again, with the same Message-ID, so the worst case is one duplicate that mailbox providers
+can collapse, never a digest recorded as sent that nobody received. Temporary failures are retried with
 exponential backoff; a permanent refusal of the address is a bounce and suppresses it.
 """
 
@@ -18,16 +23,26 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import case, literal, select, update
 from sqlalchemy.orm import selectinload
 
 from digest.db import transaction
 from digest.mail.digest_email import render_digest
 from digest.mail.transport import DeliveryError, MailConnection
-from digest.models import Digest, DigestItem, DigestStatus, Subscriber, SubscriberStatus, utcnow
+from digest.models import (
+    Digest,
+    DigestItem,
+    DigestStatus,
+    Subscriber,
+    SubscriberStatus,
+    UTCDateTime,
+    utcnow,
+)
 from digest.services import Services
 
 log = logging.getLogger(__name__)
+
+_STATUS = Digest.__table__.c.status.type
 
 # A batch reopens its connection at most this often before leaving the rest for a later attempt.
 MAX_RECONNECTS = 3
@@ -71,10 +86,12 @@ class _Connection:
 
 @dataclass
 class _Outcomes:
-    """Row updates collected during a batch and written together, except the ones that must not wait."""
+    """What a batch has learnt: `accepted` holds the 250s not yet written, which ride on the next
+    hand-over's write (or the batch's last one)."""
 
-    sent: list[dict[str, object]] = field(default_factory=list)
     results: dict[int, SendResult] = field(default_factory=dict)
+    accepted: list[int] = field(default_factory=list)
+    sent: list[int] = field(default_factory=list)
 
 
 def send_digests(services: Services, digest_ids: Sequence[int]) -> dict[int, SendResult]:
@@ -100,16 +117,17 @@ def send_digests(services: Services, digest_ids: Sequence[int]) -> dict[int, Sen
     processed: set[int] = set()
     try:
         for row in rows:
-            result = _send_one(services, connection, row, now, handed)
+            result = _send_one(services, connection, row, now, handed, outcomes)
             if result is None:  # the connection could not be (re)opened: the rest wait for a retry
                 break
             processed.add(row.id)
             outcomes.results[row.id] = result
             if result is SendResult.SENT:
-                outcomes.sent.append({"id": row.id, "status": DigestStatus.SENT, "sent_at": utcnow()})
+                outcomes.accepted.append(row.id)
     finally:
         connection.drop()
-        _record_sent(services, outcomes.sent)
+        _record_accepted(services, outcomes, now)
+        _clear_soft_bounces(services, outcomes.sent)
         # Whatever stopped the batch (an unreachable server, or an error nobody expected), the digests it
         # never handed over go back to pending now instead of waiting in `sending` for a reconcile.
         unsent = [r for r in rows if r.id not in processed and r.id not in handed]
@@ -140,7 +158,12 @@ def _claim(services: Services, digest_ids: Sequence[int], now: datetime) -> list
 
 
 def _send_one(  # noqa: C901, PLR0911 - one SMTP send's outcomes, each its own early return, read top to bottom
-    services: Services, connection: _Connection, row: Digest, claimed_at: datetime, handed_ids: set[int]
+    services: Services,
+    connection: _Connection,
+    row: Digest,
+    claimed_at: datetime,
+    handed_ids: set[int],
+    outcomes: _Outcomes,
 ) -> SendResult | None:
     subscriber = row.subscriber
     if subscriber.status is not SubscriberStatus.ACTIVE:
@@ -155,7 +178,7 @@ def _send_one(  # noqa: C901, PLR0911 - one SMTP send's outcomes, each its own e
 
     def handing_over() -> None:
         nonlocal handed
-        if not _mark_handed(services, row.id, claimed_at, mail.message_id):
+        if not _hand_over(services, row.id, claimed_at, mail.message_id, outcomes):
             raise _ClaimLost(row.id)
         handed = True
         handed_ids.add(row.id)
@@ -181,16 +204,24 @@ def _send_one(  # noqa: C901, PLR0911 - one SMTP send's outcomes, each its own e
         if exc.permanent:
             _finish(services, row, DigestStatus.FAILED, f"permanent delivery failure: {exc}")
             return SendResult.FAILED
+        if handed:
+            # The server had the whole message: it may have queued it before the connection went.
+            error = (
+                f"outcome unknown, sent again with the same Message-ID: {exc} after the whole message "
+                "was handed over"
+            )
+        else:
+            error = f"temporary delivery failure: {exc}"
         # A 4xx naming the recipient is the mailbox deferring us; a dropped connection says nothing about it.
         result = _retry_or_give_up(
-            services, row, f"temporary delivery failure: {exc}", soft_bounce=not exc.connection_lost
+            services, row, error, soft_bounce=not exc.connection_lost, ambiguous=handed
         )
         if exc.connection_lost and connection.reconnects > MAX_RECONNECTS:
             return None if result is SendResult.RETRY else result
         return result
     if not handed:
         # Mailers without a hand-over point (none today) still record the Message-ID.
-        _mark_handed(services, row.id, claimed_at, mail.message_id)
+        _hand_over(services, row.id, claimed_at, mail.message_id, outcomes)
     return SendResult.SENT
 
 
@@ -198,25 +229,64 @@ class _ClaimLost(Exception):
     """The row is no longer this worker's to send: a reconcile took it over after the lease ran out."""
 
 
-def _mark_handed(services: Services, digest_id: int, claimed_at: datetime, message_id: str) -> bool:
-    # Once per email, so it goes through a plain connection rather than an ORM session.
+def _hand_over(
+    services: Services, digest_id: int, claimed_at: datetime, message_id: str, outcomes: _Outcomes
+) -> bool:
+    """Mark `digest_id` handed over and record the batch's pending 250s as sent, in one statement.
+
+    Once per email, so it is one UPDATE through a plain connection rather than an ORM session; False if
+    the row is no longer this claim's (a reconcile took it over), in which case it must not be sent.
+    """
+    accepted = outcomes.accepted
+    now = literal(utcnow(), UTCDateTime())
+    is_current = Digest.id == digest_id
     with services.engine.begin() as connection:
-        result = connection.execute(
+        updated = set(
+            connection.scalars(
+                update(Digest)
+                .where(
+                    Digest.id.in_([digest_id, *accepted]),
+                    Digest.status == DigestStatus.SENDING,
+                    Digest.claimed_at == claimed_at,
+                )
+                .values(
+                    status=case((is_current, Digest.status), else_=literal(DigestStatus.SENT, _STATUS)),
+                    sent_at=case((is_current, Digest.sent_at), else_=now),
+                    handed_at=case((is_current, now), else_=Digest.handed_at),
+                    message_id=case((is_current, message_id), else_=Digest.message_id),
+                )
+                .returning(Digest.id)
+            )
+        )
+    outcomes.sent.extend(accepted)
+    accepted.clear()
+    return digest_id in updated
+
+
+def _record_accepted(services: Services, outcomes: _Outcomes, claimed_at: datetime) -> None:
+    """The batch's last 250s, which no later hand-over carried."""
+    if not outcomes.accepted:
+        return
+    with services.engine.begin() as connection:
+        connection.execute(
             update(Digest)
             .where(
-                Digest.id == digest_id, Digest.status == DigestStatus.SENDING, Digest.claimed_at == claimed_at
+                Digest.id.in_(outcomes.accepted),
+                Digest.status == DigestStatus.SENDING,
+                Digest.claimed_at == claimed_at,
             )
-            .values(handed_at=utcnow(), message_id=message_id)
+            .values(status=DigestStatus.SENT, sent_at=utcnow())
         )
-        return result.rowcount == 1
+    outcomes.sent.extend(outcomes.accepted)
+    outcomes.accepted.clear()
 
 
-def _record_sent(services: Services, sent: list[dict[str, object]]) -> None:
+def _clear_soft_bounces(services: Services, sent: list[int]) -> None:
+    """A digest that got through ends a run of deferrals; one statement per batch, not per email."""
     if not sent:
         return
     with transaction(services.sessions) as session:
-        session.execute(update(Digest), sent)
-        subscriber_ids = select(Digest.subscriber_id).where(Digest.id.in_([s["id"] for s in sent]))
+        subscriber_ids = select(Digest.subscriber_id).where(Digest.id.in_(sent))
         session.execute(
             update(Subscriber)
             .where(Subscriber.id.in_(subscriber_ids), Subscriber.soft_bounces > 0)
@@ -260,9 +330,12 @@ def _finish(services: Services, row: Digest, status: DigestStatus, error: str) -
         )
 
 
-def _retry_or_give_up(services: Services, row: Digest, error: str, *, soft_bounce: bool) -> SendResult:
+def _retry_or_give_up(
+    services: Services, row: Digest, error: str, *, soft_bounce: bool, ambiguous: bool = False
+) -> SendResult:
     settings = services.settings
     row.error = error[:2000]
+    ambiguous_sends = Digest.ambiguous_sends + (1 if ambiguous else 0)
     if row.attempts < settings.max_attempts:
         with transaction(services.sessions) as session:
             session.execute(
@@ -274,6 +347,7 @@ def _retry_or_give_up(services: Services, row: Digest, error: str, *, soft_bounc
                     handed_at=None,
                     claimed_at=None,
                     queued_at=None,
+                    ambiguous_sends=ambiguous_sends,
                     next_attempt_at=utcnow() + backoff(settings, row.attempts),
                 )
                 .execution_options(synchronize_session=False)
@@ -288,6 +362,7 @@ def _retry_or_give_up(services: Services, row: Digest, error: str, *, soft_bounc
                 error=f"gave up after {row.attempts} attempts; last: {error}"[:2000],
                 handed_at=None,
                 claimed_at=None,
+                ambiguous_sends=ambiguous_sends,
             )
             .execution_options(synchronize_session=False)
         )
@@ -328,16 +403,18 @@ def suppress_address(subscriber: Subscriber, reason: str) -> None:
 class Reconciled:
     digest_id: int
     email: str
-    resent: bool
+    # True when the message may have left before the worker stopped: it is sent again all the same.
+    ambiguous: bool
     explanation: str
 
 
 def reconcile(services: Services, now: datetime | None = None) -> list[Reconciled]:
     """Settle digests left in `sending` by a worker that stopped (killed, crashed, lost its host).
 
-    A row never handed over certainly did not leave, so it goes back to pending and is sent again. A row
-    handed over may have been delivered; resending risks a duplicate, so it is recorded as sent and the
-    explanation says that its delivery was assumed, not confirmed.
+    Every such digest goes back to pending and is sent again. One never handed over certainly did not
+    leave; one handed over may have (the server had the whole message), so it is resent with the
+    Message-ID it went out with and counted in `ambiguous_sends`: a possible duplicate that providers
+    collapse is better than a digest recorded as sent that nobody received.
     """
     now = now or utcnow()
     stale = now - timedelta(seconds=services.settings.send_lease_seconds)
@@ -349,29 +426,18 @@ def reconcile(services: Services, now: datetime | None = None) -> list[Reconcile
             .where(Digest.status == DigestStatus.SENDING, Digest.claimed_at < stale)
         ).all()
         for digest_id, handed_at, claimed_at, email in stuck:
-            if handed_at is None:
-                explanation = (
-                    f"the worker that claimed it at {claimed_at:%Y-%m-%d %H:%M:%S} UTC stopped before "
-                    "handing "
-                    "it to the mail server, so it certainly did not leave; it will be sent again"
-                )
-                values: dict[str, object] = {
-                    "status": DigestStatus.PENDING,
-                    "claimed_at": None,
-                    "queued_at": None,
-                    "error": f"reconciled: {explanation}",
-                }
-            else:
+            ambiguous = handed_at is not None
+            if ambiguous:
                 explanation = (
                     "the worker stopped after handing it to the mail server at "
-                    f"{handed_at:%Y-%m-%d %H:%M:%S} "
-                    "UTC, before recording the reply; it is assumed delivered and not sent again"
+                    f"{handed_at:%Y-%m-%d %H:%M:%S} UTC, before recording the reply; outcome unknown, "
+                    "so it will be sent again with the same Message-ID"
                 )
-                values = {
-                    "status": DigestStatus.SENT,
-                    "sent_at": handed_at,
-                    "error": f"reconciled: {explanation}",
-                }
+            else:
+                explanation = (
+                    f"the worker that claimed it at {claimed_at:%Y-%m-%d %H:%M:%S} UTC stopped before "
+                    "handing it to the mail server, so it certainly did not leave; it will be sent again"
+                )
             result = session.execute(
                 update(Digest)
                 .where(
@@ -379,11 +445,19 @@ def reconcile(services: Services, now: datetime | None = None) -> list[Reconcile
                     Digest.status == DigestStatus.SENDING,
                     Digest.claimed_at == claimed_at,
                 )
-                .values(**values)
+                .values(
+                    status=DigestStatus.PENDING,
+                    claimed_at=None,
+                    queued_at=None,
+                    handed_at=None,
+                    next_attempt_at=None,
+                    ambiguous_sends=Digest.ambiguous_sends + (1 if ambiguous else 0),
+                    error=f"reconciled: {explanation}",
+                )
                 .execution_options(synchronize_session=False)
             )
             if result.rowcount == 1:  # type: ignore[attr-defined]
-                settled.append(Reconciled(digest_id, email, handed_at is None, explanation))
+                settled.append(Reconciled(digest_id, email, ambiguous, explanation))
     for item in settled:
         log.warning("digest %d to %s reconciled: %s", item.digest_id, item.email, item.explanation)
     return settled

@@ -72,6 +72,7 @@ def compose(
     rendered: RenderedEmail,
     unsubscribe_url: str | None,
     signer: DkimSigner | None = None,
+    message_id: str | None = None,
 ) -> OutgoingMail:
     """One email with a plain-text part first and HTML second, so clients prefer the HTML when they can.
 
@@ -79,11 +80,14 @@ def compose(
     cost several milliseconds per message: at a hundred thousand digests a day that was most of the
     sending time. `build_message` parses the result back for anyone who wants the object.
 
+    `message_id` is given when this message may already have been sent once: a copy sent again with the
+    same Message-ID is one message to the mailbox providers that collapse duplicates.
+
     The List-Unsubscribe headers let mail providers offer a one-click unsubscribe, which they expect
     from bulk senders; leaving them out makes a digest more likely to be filed as spam.
     """
     recipient = _checked_recipient(to)
-    message_id = make_msgid(domain=settings.mail_domain)
+    message_id = message_id or new_message_id(settings)
     name, sender = parseaddr(settings.mail_from)
     headers = [
         ("From", formataddr((name, sender), charset="utf-8")),
@@ -120,6 +124,10 @@ def compose(
     if signer is not None:
         data = signer.sign(data)
     return OutgoingMail(sender, recipient, message_id, data)
+
+
+def new_message_id(settings: Settings) -> str:
+    return make_msgid(domain=settings.mail_domain)
 
 
 def _unstructured(field: str, value: str) -> str:

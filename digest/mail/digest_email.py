@@ -54,6 +54,8 @@ def render_digest(services: Services, row: Digest) -> OutgoingMail:
         rendered=render_within_limit(services.renderer, context),
         unsubscribe_url=str(context["unsubscribe_url"]),
         signer=services.dkim,
+        # Kept from an earlier send whose outcome is unknown, so a resend is the same message.
+        message_id=row.message_id,
     )
 
 

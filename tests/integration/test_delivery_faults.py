@@ -22,7 +22,8 @@ FAULTS = {
     "closing@example.org": {"action": "421", "times": 1},
     "busy@example.org": {"action": "451", "times": 2},
     "dropped@example.org": {"action": "drop", "times": 1},
-    "lost-reply@example.org": {"action": "drop_after_data", "times": 1},
+    "cut-before-queueing@example.org": {"action": "drop_after_data", "times": 1},
+    "lost-reply@example.org": {"action": "accept_then_drop", "times": 1},
     "nobody@example.org": {"action": "550", "times": None},
     "spam@example.org": {"action": "554_after_data", "times": None},
     "full@example.org": {"action": "451", "times": None},
@@ -79,11 +80,17 @@ def test_deferrals_drops_and_refusals_end_with_one_email_per_deliverable_address
 
     received = Counter(to for message in faulty_sink.messages() for to in message["to"])
     deliverable = set(HEALTHY) | {"closing@example.org", "busy@example.org", "dropped@example.org"}
-    deliverable.add("lost-reply@example.org")
+    deliverable |= {"cut-before-queueing@example.org", "lost-reply@example.org"}
     assert set(received) == deliverable
+    # The server queued the lost-reply copy and then hung up before its 250: the sender cannot know,
+    # so it sends again, with the same Message-ID; every other address got exactly one.
+    assert received.pop("lost-reply@example.org") == 2
     assert all(count == 1 for count in received.values()), received
+    copies = [m["message_id"] for m in faulty_sink.messages() if m["to"] == ["lost-reply@example.org"]]
+    assert len(copies) == 2 and copies[0] == copies[1] and copies[0]
     faults_seen = Counter(fault["fault"] for fault in faulty_sink.faults())
     assert faults_seen["421"] == 1 and faults_seen["drop"] == 1 and faults_seen["drop_after_data"] == 1
+    assert faults_seen["accept_then_drop"] == 1
     assert faults_seen["451"] == 2 + 4  # busy twice, full on every one of its four attempts
 
     with services.sessions() as session:
@@ -95,6 +102,16 @@ def test_deferrals_drops_and_refusals_end_with_one_email_per_deliverable_address
             select(Digest).join(Subscriber, Digest.subscriber).where(Subscriber.email == "full@example.org")
         ).one()
     assert {email for email, status in outcome.items() if status is DigestStatus.SENT} == deliverable
+    with services.sessions() as session:
+        ambiguous = dict(
+            session.execute(
+                select(Subscriber.email, Digest.ambiguous_sends)
+                .join(Subscriber, Digest.subscriber)
+                .where(Digest.ambiguous_sends > 0)
+            ).all()
+        )
+    # Both hang-ups came after the final ".": from the sender's side the two look the same.
+    assert ambiguous == {"lost-reply@example.org": 1, "cut-before-queueing@example.org": 1}
     assert outcome["nobody@example.org"] is DigestStatus.BOUNCED
     assert outcome["spam@example.org"] is DigestStatus.BOUNCED
     assert outcome["full@example.org"] is DigestStatus.FAILED
