@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from itsdangerous import URLSafeSerializer
 
 from digest.config import Settings
 from digest.mail.links import BadLink, Links
@@ -40,3 +41,24 @@ def test_tokens_from_another_secret_are_rejected(settings: Settings, tmp_path: P
     other = Links(make_settings(tmp_path, DIGEST_SECRET_KEY="a-completely-different-secret"))
     with pytest.raises(BadLink):
         Links(settings).read_unsubscribe(other.unsubscribe_token("pub123"))
+
+
+def test_minted_tokens_are_the_ones_itsdangerous_makes_so_sent_links_keep_working(settings: Settings) -> None:
+    links = Links(settings)
+    key = settings.secret_key
+    public_id = "Zq3-x_9AbCdEfGh"
+    for listing_id, vote in [(1, Vote.MORE), (987_654_321, Vote.LESS)]:
+        expected = URLSafeSerializer(key, salt="digest.subscribers.feedback").dumps(
+            [public_id, listing_id, int(vote)]
+        )
+        assert links.feedback_token(public_id, listing_id, vote) == expected
+    assert links.unsubscribe_token(public_id) == URLSafeSerializer(key, salt="digest.unsubscribe").dumps(
+        public_id
+    )
+    # A value long and repetitive enough that itsdangerous compresses it takes the same path here.
+    long_id = "a" * 300
+    assert links.archive_token(long_id, 5) == URLSafeSerializer(key, salt="digest.archive").dumps(
+        [long_id, 5]
+    )
+    assert links.archive_token(long_id, 5).startswith(".")
+    assert links.read_archive(links.archive_token(long_id, 5)) == (long_id, 5)
