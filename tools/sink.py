@@ -186,6 +186,13 @@ class SinkHandler:
         # recipients costs no memory here.
         self.attempts: dict[str, int] = {}
 
+    async def handle_EHLO(
+        self, server: SMTP, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        """Offer PIPELINING (RFC 2920) as real MTAs do; aiosmtpd already reads pipelined commands in turn."""
+        session.host_name = hostname
+        return [*responses[:-1], "250-PIPELINING", responses[-1]]
+
     def _active_rule(self, address: str) -> FaultRule | None:
         key = address.lower()
         rule = self.faults.get(key)

@@ -247,6 +247,23 @@ class _SmtpConnection:
         client = self.client
         recipient = mail.recipient
         client.ehlo_or_helo_if_needed()
+        if client.has_extn("pipelining"):
+            self._envelope_pipelined(mail)
+        else:
+            self._envelope_in_turn(mail)
+        body = _DOT_AT_LINE_START.sub(b"..", mail.data)
+        if not body.endswith(b"\r\n"):
+            body += b"\r\n"
+        client.send(body)
+        if handing_over is not None:
+            handing_over()
+        client.send(b".\r\n")
+        code, reply = client.getreply()
+        if code != 250:
+            raise self._refused(recipient, code, reply, "refused the message to")
+
+    def _envelope_in_turn(self, mail: OutgoingMail) -> None:
+        client, recipient = self.client, mail.recipient
         code, reply = client.mail(mail.sender)
         if code != 250:
             self._reset()
@@ -259,16 +276,33 @@ class _SmtpConnection:
         if code != 354:
             self._reset()
             raise self._refused(recipient, code, reply, "refused the data for")
-        body = _DOT_AT_LINE_START.sub(b"..", mail.data)
-        if not body.endswith(b"\r\n"):
-            body += b"\r\n"
-        client.send(body)
-        if handing_over is not None:
-            handing_over()
-        client.send(b".\r\n")
-        code, reply = client.getreply()
-        if code != 250:
-            raise self._refused(recipient, code, reply, "refused the message to")
+
+    def _envelope_pipelined(self, mail: OutgoingMail) -> None:
+        """MAIL, RCPT and DATA in one write and their three replies read after (RFC 2920): one round trip
+        instead of three for every email."""
+        client, recipient = self.client, mail.recipient
+        client.send(
+            f"MAIL FROM:{smtplib.quoteaddr(mail.sender)}\r\n"
+            f"RCPT TO:{smtplib.quoteaddr(recipient)}\r\nDATA\r\n"
+        )
+        mail_reply, rcpt_reply, data_reply = client.getreply(), client.getreply(), client.getreply()
+        refusal = None
+        if mail_reply[0] != 250:
+            refusal = self._refused(recipient, *mail_reply, "refused the sender for", bounce=False)
+        elif rcpt_reply[0] not in (250, 251):
+            refusal = self._refused(recipient, *rcpt_reply, "refused the recipient")
+        elif data_reply[0] != 354:
+            refusal = self._refused(recipient, *data_reply, "refused the data for")
+        if refusal is None:
+            return
+        if data_reply[0] == 354:
+            # A server that invites the data after refusing the envelope gets an empty message to close
+            # the transaction; it has no recipient, so nothing is delivered.
+            client.send(b".\r\n")
+            client.getreply()
+        if not refusal.connection_lost:
+            self._reset()
+        raise refusal
 
     def _reset(self) -> None:
         with suppress(smtplib.SMTPException, OSError):
