@@ -58,6 +58,12 @@ class Settings:
     metrics_token: str | None = field(default=None, repr=False)
     # Days arXiv announces nothing beyond weekends and the holidays `digest.ingest.health` knows.
     extra_holidays: frozenset[date] = frozenset()
+    # Each digest's envelope sender is bounces+TOKEN@ this domain (VERP), so a late bounce names its digest;
+    # empty means the domain of `mail_from` (get_settings fills it in).
+    bounce_domain: str = ""
+    # Where the bounces to those addresses land: maildir:/path, imap://... or imaps://...; None: not read.
+    # Not in the repr: an IMAP URL carries a password.
+    bounce_mailbox: str | None = field(default=None, repr=False)
 
     @property
     def outbox_dir(self) -> Path:
@@ -195,6 +201,29 @@ def _selector(value: str) -> str:
     return value
 
 
+def _bounce_domain(env: Mapping[str, str], mail_from: str) -> str:
+    raw = (env.get("DIGEST_BOUNCE_DOMAIN") or "").strip().lower().rstrip(".")
+    if not raw:
+        return parseaddr(mail_from)[1].rpartition("@")[2].lower() or "localhost"
+    label = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+    if len(raw) > 253 or not re.fullmatch(rf"{label}(?:\.{label})*", raw):
+        raise ConfigError(f"DIGEST_BOUNCE_DOMAIN must be a domain name such as 'example.org'; got {raw!r}")
+    return raw
+
+
+def _bounce_mailbox(env: Mapping[str, str]) -> str | None:
+    from digest.bounces.mailbox import parse_location, redacted
+
+    value = (env.get("DIGEST_BOUNCE_MAILBOX") or "").strip() or None
+    if value is not None:
+        try:
+            parse_location(value)
+        except ValueError as exc:
+            # The value may hold an IMAP password; the message shows it with the password hidden.
+            raise ConfigError(f"DIGEST_BOUNCE_MAILBOX {exc}; got {redacted(value)!r}") from None
+    return value
+
+
 def get_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Build settings from `env` (the process environment by default)."""
     env = os.environ if env is None else env
@@ -255,4 +284,6 @@ def get_settings(env: Mapping[str, str] | None = None) -> Settings:
         admin_password=_admin_password(env),
         metrics_token=_metrics_token(env),
         extra_holidays=_dates(env, "DIGEST_EXTRA_HOLIDAYS"),
+        bounce_domain=_bounce_domain(env, mail_from),
+        bounce_mailbox=_bounce_mailbox(env),
     )

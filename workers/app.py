@@ -20,6 +20,15 @@ _bound: Services | None = None
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
+    schedule: dict[str, dict[str, Any]] = {
+        # Each source has its own interval; this tick only claims the ones that are due.
+        "ingest-due-sources": {"task": "digest.ingest_due", "schedule": 60.0},
+        # Each subscriber has their own hour and time zone; this tick claims the ones that are due.
+        "deliver-due-digests": {"task": "digest.tick", "schedule": float(settings.tick_seconds)},
+    }
+    if settings.bounce_mailbox:
+        # Bounces mailed back later; a few minutes' delay costs nothing, as the next digest is hours away.
+        schedule["process-bounces"] = {"task": "digest.process_bounces", "schedule": 300.0}
     return {
         "broker_url": settings.broker_url or "memory://",
         "task_always_eager": settings.eager,
@@ -34,12 +43,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "timezone": "UTC",
         "enable_utc": True,
         "broker_connection_retry_on_startup": True,
-        "beat_schedule": {
-            # Each source has its own interval; this tick only claims the ones that are due.
-            "ingest-due-sources": {"task": "digest.ingest_due", "schedule": 60.0},
-            # Each subscriber has their own hour and time zone; this tick claims the ones that are due.
-            "deliver-due-digests": {"task": "digest.tick", "schedule": float(settings.tick_seconds)},
-        },
+        "beat_schedule": schedule,
     }
 
 

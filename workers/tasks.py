@@ -76,3 +76,12 @@ class CeleryDispatcher:
 
     def retrain(self, subscriber_id: int) -> None:
         retrain_subscriber.delay(subscriber_id)
+
+
+@app.task(name="digest.process_bounces")
+def process_bounces() -> dict[str, int]:
+    # Imported here: only the workers that run this task need the mailbox readers.
+    from digest.bounces.processor import process_bounces as process
+
+    run = process(services())
+    return {"messages": len(run.outcomes), **run.actions()}

@@ -253,11 +253,13 @@ def demo(data_dir: Path, listings: Path | None) -> None:
 
 
 def _register() -> None:
+    from digest.cli.bounces import bounces
     from digest.cli.evaluate import evaluate
     from digest.cli.sources import sources
 
     main.add_command(sources)
     main.add_command(evaluate)
+    main.add_command(bounces)
 
 
 _register()

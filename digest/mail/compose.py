@@ -65,6 +65,14 @@ def _checked_recipient(to: str) -> str:
     return candidate
 
 
+def _checked_return_path(address: str) -> str:
+    """Only what would break the MAIL FROM command; `localhost`, the default domain, must pass."""
+    local, at, domain = address.rpartition("@")
+    if not (at and local and domain and address.isascii()) or any(c in address for c in " <>\r\n\t,;"):
+        raise ValueError(f"not an envelope sender: {address!r}")
+    return address
+
+
 def compose(
     settings: Settings,
     *,
@@ -73,6 +81,7 @@ def compose(
     unsubscribe_url: str | None,
     signer: DkimSigner | None = None,
     message_id: str | None = None,
+    return_path: str | None = None,
 ) -> OutgoingMail:
     """One email with a plain-text part first and HTML second, so clients prefer the HTML when they can.
 
@@ -85,10 +94,15 @@ def compose(
 
     The List-Unsubscribe headers let mail providers offer a one-click unsubscribe, which they expect
     from bulk senders; leaving them out makes a digest more likely to be filed as spam.
+
+    `return_path` is the envelope sender (MAIL FROM), where servers mail a bounce that comes later; a
+    digest's names that digest (`digest.bounces.verp`). The From: header stays `mail_from` either way:
+    it is what the reader sees and replies to.
     """
     recipient = _checked_recipient(to)
     message_id = message_id or new_message_id(settings)
     name, sender = parseaddr(settings.mail_from)
+    envelope_sender = sender if return_path is None else _checked_return_path(return_path)
     headers = [
         ("From", formataddr((name, sender), charset="utf-8")),
         ("To", recipient),
@@ -123,7 +137,7 @@ def compose(
     )
     if signer is not None:
         data = signer.sign(data)
-    return OutgoingMail(sender, recipient, message_id, data)
+    return OutgoingMail(envelope_sender, recipient, message_id, data)
 
 
 def new_message_id(settings: Settings) -> str:

@@ -5,13 +5,57 @@ The context is what the email and the archived web copy of it show, so both are 
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from datetime import date
+
+from digest.bounces.verp import return_path
 from digest.mail.compose import HTML_LIMIT_BYTES, OutgoingMail, compose
 from digest.mail.render import RenderedEmail, Renderer, trim_abstract
-from digest.models import Digest, Vote
+from digest.models import Digest, SubscriberStatus, Vote
 from digest.services import Services
 
 
-def digest_context(services: Services, row: Digest) -> dict[str, object]:
+@dataclass(frozen=True, slots=True)
+class Paper:
+    title: str
+    url: str | None
+    abstract: str
+    authors: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    listing_id: int
+    section: str
+    reason: str
+    listing: Paper
+
+
+@dataclass(frozen=True, slots=True)
+class Reader:
+    id: int
+    email: str
+    public_id: str
+    topics: list[str]
+    status: SubscriberStatus
+
+
+@dataclass(slots=True)
+class DigestToSend:
+    """The attributes of a `Digest` row that rendering and sending read, under the same names: the send
+    path builds these from plain queries (`digest.deliver.batch`), the web pages pass ORM rows."""
+
+    id: int
+    subscriber_id: int
+    digest_date: date
+    message_id: str | None
+    attempts: int
+    subscriber: Reader
+    items: list[Item] = field(default_factory=list)
+    error: str | None = None
+
+
+def digest_context(services: Services, row: Digest | DigestToSend) -> dict[str, object]:
     links = services.links
     subscriber = row.subscriber
 
@@ -46,7 +90,7 @@ def digest_context(services: Services, row: Digest) -> dict[str, object]:
     }
 
 
-def render_digest(services: Services, row: Digest) -> OutgoingMail:
+def render_digest(services: Services, row: Digest | DigestToSend) -> OutgoingMail:
     context = digest_context(services, row)
     return compose(
         services.settings,
@@ -56,6 +100,8 @@ def render_digest(services: Services, row: Digest) -> OutgoingMail:
         signer=services.dkim,
         # Kept from an earlier send whose outcome is unknown, so a resend is the same message.
         message_id=row.message_id,
+        # Its own envelope sender, so a bounce mailed back days later says which digest it is about.
+        return_path=return_path(services.settings, row.id),
     )
 
 

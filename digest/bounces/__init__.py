@@ -1,0 +1,1 @@
+"""Bounces that come back after the SMTP session: VERP return paths, reading the reports, acting on them."""
