@@ -24,14 +24,13 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import case, literal, select, update
-from sqlalchemy.orm import selectinload
 
 from digest.db import transaction
-from digest.mail.digest_email import render_digest
+from digest.deliver.batch import load_batch
+from digest.mail.digest_email import DigestToSend, render_digest
 from digest.mail.transport import DeliveryError, MailConnection
 from digest.models import (
     Digest,
-    DigestItem,
     DigestStatus,
     Subscriber,
     SubscriberStatus,
@@ -101,17 +100,7 @@ def send_digests(services: Services, digest_ids: Sequence[int]) -> dict[int, Sen
     outcomes = _Outcomes(results={digest_id: SendResult.SKIPPED for digest_id in digest_ids})
     if not claimed:
         return outcomes.results
-    with services.sessions() as session:
-        rows = session.scalars(
-            select(Digest)
-            .where(Digest.id.in_(claimed))
-            .options(
-                selectinload(Digest.subscriber),
-                selectinload(Digest.items).selectinload(DigestItem.listing),
-            )
-            .order_by(Digest.id)
-        ).all()
-        session.expunge_all()
+    rows = load_batch(services, claimed)
     connection = _Connection(services)
     handed: set[int] = set()
     processed: set[int] = set()
@@ -160,7 +149,7 @@ def _claim(services: Services, digest_ids: Sequence[int], now: datetime) -> list
 def _send_one(  # noqa: C901, PLR0911 - one SMTP send's outcomes, each its own early return, read top to bottom
     services: Services,
     connection: _Connection,
-    row: Digest,
+    row: DigestToSend,
     claimed_at: datetime,
     handed_ids: set[int],
     outcomes: _Outcomes,
@@ -295,7 +284,7 @@ def _clear_soft_bounces(services: Services, sent: list[int]) -> None:
         )
 
 
-def _release_unattempted(services: Services, rows: list[Digest], now: datetime) -> None:
+def _release_unattempted(services: Services, rows: list[DigestToSend], now: datetime) -> None:
     """Digests of a batch whose turn never came go back to pending for a later tick; as they were never
     tried, the claim's attempt is taken back."""
     if not rows:
@@ -320,7 +309,7 @@ def _release_unattempted(services: Services, rows: list[Digest], now: datetime) 
         )
 
 
-def _finish(services: Services, row: Digest, status: DigestStatus, error: str) -> None:
+def _finish(services: Services, row: DigestToSend, status: DigestStatus, error: str) -> None:
     with transaction(services.sessions) as session:
         session.execute(
             update(Digest)
@@ -331,7 +320,7 @@ def _finish(services: Services, row: Digest, status: DigestStatus, error: str) -
 
 
 def _retry_or_give_up(
-    services: Services, row: Digest, error: str, *, soft_bounce: bool, ambiguous: bool = False
+    services: Services, row: DigestToSend, error: str, *, soft_bounce: bool, ambiguous: bool = False
 ) -> SendResult:
     settings = services.settings
     row.error = error[:2000]
@@ -379,7 +368,7 @@ def _retry_or_give_up(
     return SendResult.FAILED
 
 
-def _bounce(services: Services, row: Digest, error: str) -> None:
+def _bounce(services: Services, row: DigestToSend, error: str) -> None:
     with transaction(services.sessions) as session:
         session.execute(
             update(Digest)
