@@ -46,6 +46,28 @@ if [ ! -x /usr/bin/chromium ]; then
   fi
 fi
 
+# The bounce mailbox's IMAP test runs a private Dovecot on a loopback port with a configuration of its own
+# (tests/unit/bounces/test_imap.py); it needs only the binary. A policy-rc.d that says no (when the machine
+# has none) keeps the package from starting the system-wide instance.
+install_dovecot() {
+  local added_policy="" status=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && added_policy=1
+  fi
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dovecot-imapd >/dev/null; } \
+    || status=$?
+  if [ -n "$added_policy" ]; then rm -f /usr/sbin/policy-rc.d; fi
+  return "$status"
+}
+if [ ! -x /usr/sbin/dovecot ]; then
+  if can_install; then
+    echo "installing Dovecot's IMAP server from Debian's packages (not started; the test runs its own)"
+    install_dovecot || missing+=("Dovecot did not install (Debian: apt-get install dovecot-imapd)")
+  else
+    missing+=("Dovecot at /usr/sbin/dovecot (Debian: sudo apt-get install dovecot-imapd)")
+  fi
+fi
+
 if [ ${#missing[@]} -gt 0 ]; then
   echo "make test needs these and could not set them up here:" >&2
   printf '  - %s\n' "${missing[@]}" >&2
