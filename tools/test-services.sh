@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # What `make test` needs besides Python packages: the local PostgreSQL and Redis the integration tests
-# use, and Debian's Chromium for the browser tests. Starts or installs each one that is missing, and says
-# what to do by hand where it cannot (not root, no apt-get, another OS).
+# use, Debian's Chromium for the browser tests, and Debian's Dovecot and Postfix binaries for the mail
+# tests' private instances. Starts or installs each one that is missing, and says what to do by hand
+# where it cannot (not root, no apt-get, another OS).
 set -euo pipefail
 
 missing=()
@@ -68,9 +69,32 @@ if [ ! -x /usr/sbin/dovecot ]; then
   fi
 fi
 
+# The mail tests run private Postfix instances of their own (tools/postfix.py), for a real MTA's replies
+# and DSNs; they need only the binaries. "No configuration" leaves /etc/postfix without a main.cf, and a
+# policy-rc.d (if the machine has none) keeps the package from starting the system-wide instance.
+install_postfix() {
+  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+  local added_policy=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && added_policy=1
+  fi
+  local status=0
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix >/dev/null || status=$?
+  if [ -n "$added_policy" ]; then rm -f /usr/sbin/policy-rc.d; fi
+  return "$status"
+}
+if [ ! -x /usr/sbin/postfix ]; then
+  if can_install; then
+    echo "installing Postfix from Debian's packages (not configured or started; the tests run their own)"
+    install_postfix || missing+=("Postfix did not install (Debian: apt-get install postfix, 'No configuration')")
+  else
+    missing+=("Postfix at /usr/sbin/postfix (Debian: sudo apt-get install postfix, choosing 'No configuration')")
+  fi
+fi
+
 if [ ${#missing[@]} -gt 0 ]; then
   echo "make test needs these and could not set them up here:" >&2
   printf '  - %s\n' "${missing[@]}" >&2
   exit 1
 fi
-echo "services: PostgreSQL, Redis and Chromium are ready ($(/usr/bin/chromium --version 2>/dev/null || echo chromium))"
+echo "services: PostgreSQL, Redis, Chromium, Dovecot and Postfix are ready ($(/usr/bin/chromium --version 2>/dev/null || echo chromium))"
