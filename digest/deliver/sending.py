@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import case, literal, select, update
+from sqlalchemy import Connection, Engine, Integer, String, Update, bindparam, case, literal, select, update
 
 from digest.db import transaction
 from digest.deliver.batch import load_batch
@@ -88,16 +88,30 @@ class _Outcomes:
     """What a batch has learnt: `accepted` holds the 250s not yet written, which ride on the next
     hand-over's write (or the batch's last one)."""
 
+    engine: Engine
     results: dict[int, SendResult] = field(default_factory=dict)
     accepted: list[int] = field(default_factory=list)
     sent: list[int] = field(default_factory=list)
+    _writer: Connection | None = None
+
+    def writer(self) -> Connection:
+        """One connection for the batch's per-email writes, in autocommit: each is one atomic UPDATE,
+        and a transaction around it would add a BEGIN and a COMMIT round trip per email."""
+        if self._writer is None:
+            self._writer = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        return self._writer
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
 
 
 def send_digests(services: Services, digest_ids: Sequence[int]) -> dict[int, SendResult]:
     """Send a batch of planned digests over one mail connection."""
     now = utcnow()
     claimed = _claim(services, digest_ids, now)
-    outcomes = _Outcomes(results={digest_id: SendResult.SKIPPED for digest_id in digest_ids})
+    outcomes = _Outcomes(services.engine, {digest_id: SendResult.SKIPPED for digest_id in digest_ids})
     if not claimed:
         return outcomes.results
     rows = load_batch(services, claimed)
@@ -115,7 +129,10 @@ def send_digests(services: Services, digest_ids: Sequence[int]) -> dict[int, Sen
                 outcomes.accepted.append(row.id)
     finally:
         connection.drop()
-        _record_accepted(services, outcomes, now)
+        try:
+            _record_accepted(outcomes, now)
+        finally:
+            outcomes.close()
         _clear_soft_bounces(services, outcomes.sent)
         # Whatever stopped the batch (an unreachable server, or an error nobody expected), the digests it
         # never handed over go back to pending now instead of waiting in `sending` for a reconcile.
@@ -167,7 +184,7 @@ def _send_one(  # noqa: C901, PLR0911 - one SMTP send's outcomes, each its own e
 
     def handing_over() -> None:
         nonlocal handed
-        if not _hand_over(services, row.id, claimed_at, mail.message_id, outcomes):
+        if not _hand_over(row.id, claimed_at, mail.message_id, outcomes):
             raise _ClaimLost(row.id)
         handed = True
         handed_ids.add(row.id)
@@ -210,7 +227,7 @@ def _send_one(  # noqa: C901, PLR0911 - one SMTP send's outcomes, each its own e
         return result
     if not handed:
         # Mailers without a hand-over point (none today) still record the Message-ID.
-        _hand_over(services, row.id, claimed_at, mail.message_id, outcomes)
+        _hand_over(row.id, claimed_at, mail.message_id, outcomes)
     return SendResult.SENT
 
 
@@ -218,54 +235,66 @@ class _ClaimLost(Exception):
     """The row is no longer this worker's to send: a reconcile took it over after the lease ran out."""
 
 
-def _hand_over(
-    services: Services, digest_id: int, claimed_at: datetime, message_id: str, outcomes: _Outcomes
-) -> bool:
+def _hand_over_statement() -> Update:
+    """Built once: composing this UPDATE anew for every email cost about as much as running it."""
+    is_current = Digest.id == bindparam("current", type_=Integer())
+    now = bindparam("now", type_=UTCDateTime())
+    return (
+        update(Digest)
+        .where(
+            Digest.id.in_(bindparam("ids", expanding=True)),
+            Digest.status == DigestStatus.SENDING,
+            Digest.claimed_at == bindparam("claim", type_=UTCDateTime()),
+        )
+        .values(
+            status=case((is_current, Digest.status), else_=literal(DigestStatus.SENT, _STATUS)),
+            sent_at=case((is_current, Digest.sent_at), else_=now),
+            handed_at=case((is_current, now), else_=Digest.handed_at),
+            message_id=case((is_current, bindparam("handed_message_id", type_=String())), else_=Digest.message_id),
+        )
+        .returning(Digest.id)
+    )
+
+
+_HAND_OVER = _hand_over_statement()
+
+
+def _hand_over(digest_id: int, claimed_at: datetime, message_id: str, outcomes: _Outcomes) -> bool:
     """Mark `digest_id` handed over and record the batch's pending 250s as sent, in one statement.
 
-    Once per email, so it is one UPDATE through a plain connection rather than an ORM session; False if
-    the row is no longer this claim's (a reconcile took it over), in which case it must not be sent.
+    False if the row is no longer this claim's (a reconcile took it over): it must not be sent.
     """
     accepted = outcomes.accepted
-    now = literal(utcnow(), UTCDateTime())
-    is_current = Digest.id == digest_id
-    with services.engine.begin() as connection:
-        updated = set(
-            connection.scalars(
-                update(Digest)
-                .where(
-                    Digest.id.in_([digest_id, *accepted]),
-                    Digest.status == DigestStatus.SENDING,
-                    Digest.claimed_at == claimed_at,
-                )
-                .values(
-                    status=case((is_current, Digest.status), else_=literal(DigestStatus.SENT, _STATUS)),
-                    sent_at=case((is_current, Digest.sent_at), else_=now),
-                    handed_at=case((is_current, now), else_=Digest.handed_at),
-                    message_id=case((is_current, message_id), else_=Digest.message_id),
-                )
-                .returning(Digest.id)
-            )
+    updated = set(
+        outcomes.writer().scalars(
+            _HAND_OVER,
+            {
+                "ids": [digest_id, *accepted],
+                "current": digest_id,
+                "now": utcnow(),
+                "claim": claimed_at,
+                "handed_message_id": message_id,
+            },
         )
+    )
     outcomes.sent.extend(accepted)
     accepted.clear()
     return digest_id in updated
 
 
-def _record_accepted(services: Services, outcomes: _Outcomes, claimed_at: datetime) -> None:
+def _record_accepted(outcomes: _Outcomes, claimed_at: datetime) -> None:
     """The batch's last 250s, which no later hand-over carried."""
     if not outcomes.accepted:
         return
-    with services.engine.begin() as connection:
-        connection.execute(
-            update(Digest)
-            .where(
-                Digest.id.in_(outcomes.accepted),
-                Digest.status == DigestStatus.SENDING,
-                Digest.claimed_at == claimed_at,
-            )
-            .values(status=DigestStatus.SENT, sent_at=utcnow())
+    outcomes.writer().execute(
+        update(Digest)
+        .where(
+            Digest.id.in_(outcomes.accepted),
+            Digest.status == DigestStatus.SENDING,
+            Digest.claimed_at == claimed_at,
         )
+        .values(status=DigestStatus.SENT, sent_at=utcnow())
+    )
     outcomes.sent.extend(outcomes.accepted)
     outcomes.accepted.clear()
 
