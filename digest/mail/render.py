@@ -18,6 +18,7 @@ import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -260,8 +261,11 @@ class Renderer:
         return RenderedEmail(subject=one_line(subject), text=text, html=html)
 
 
+@lru_cache(maxsize=8192)
 def trim_abstract(text: str, limit: int = 400) -> str:
-    """Keep the digest scannable: about three lines per paper, never cutting a word in half."""
+    """Keep the digest scannable: about three lines per paper, never cutting a word in half.
+
+    Cached: the same paper's abstract is trimmed for every subscriber who gets it."""
     if limit < 2:
         raise ValueError("limit must leave room for at least one character and the ellipsis")
     flat = one_line(text)
