@@ -1,16 +1,22 @@
-"""`make bench`, second part: a whole day's delivery in production mode, timed end to end.
+"""`make bench`, second part: a whole day's delivery in production mode, timed end to end, beside a
+bare SMTP client sending the same messages to the same sink in the same run.
 
-PostgreSQL (a scratch database on the local server), Redis as the Celery broker, two `celery worker`
-processes, and an SMTP sink in a process of its own. The clock starts when the beat's tick task is
-queued and stops when the last digest is recorded as sent: claiming the due subscribers, ranking,
-rendering, and sending, all included. Setup (papers, subscribers, the feature space) is not timed.
+PostgreSQL (a scratch database on the local server), Redis as the Celery broker, a `celery worker` as
+deployed (prefork pool), and an SMTP sink in a process of its own. The clock starts when the beat's tick
+task is queued and stops when the last digest is recorded as sent: claiming the due subscribers,
+ranking, rendering, and sending, all included. Setup (papers, subscribers, the feature space) is not
+timed. The bare probe then sends real digests of that day, composed beforehand, with plain `smtplib`
+over two persistent connections: what this machine and this sink carry with no service around it.
+CPU seconds per email, read from /proc for every process involved, say where the day's time goes.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import random
+import smtplib
 import subprocess
 import sys
 import tempfile
@@ -26,8 +32,10 @@ from sqlalchemy import create_engine, func, insert, select, text
 
 from digest.config import get_settings
 from digest.db import transaction, upgrade
+from digest.deliver.batch import load_batch
 from digest.demo import DEFAULT_LISTINGS
 from digest.ingest.files import ingest_paths
+from digest.mail.digest_email import render_digest
 from digest.models import Digest, DigestStatus, Subscriber, SubscriberStatus, utcnow
 from digest.rank.learned import current_space
 from digest.services import Services
@@ -49,6 +57,102 @@ class DayResult:
     statuses: dict[str, int]
     received: int
     peaks_mb: dict[str, float]
+    cpu_seconds: dict[str, float]
+    probe_seconds: float
+    probe_messages: int
+    probe_connections: int
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of one process so far (its reaped children excluded)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
+def _tree(pid: int) -> list[int]:
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    return [pid] + ([int(c) for c in children.read_text().split()] if children.exists() else [])
+
+
+def _processes_named(name: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == name:
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def _cpu_snapshot(worker_pids: list[int], sink_pid: int) -> dict[str, dict[int, float]]:
+    """CPU time per process of each part; PostgreSQL's backends come and go, so each is kept by pid."""
+
+    def read(pids: list[int]) -> dict[int, float]:
+        times = {}
+        for pid in pids:
+            try:
+                times[pid] = _cpu_seconds(pid)
+            except OSError:
+                continue
+        return times
+
+    return {
+        "celery worker processes": read([p for w in worker_pids for p in _tree(w)]),
+        "smtp sink": read([sink_pid]),
+        "postgresql (whole server)": read(_processes_named("postgres")),
+        "redis (whole server)": read(_processes_named("redis-server")),
+    }
+
+
+def _cpu_used(before: dict[str, dict[int, float]], after: dict[str, dict[int, float]]) -> dict[str, float]:
+    return {
+        part: sum(seconds - before[part].get(pid, 0.0) for pid, seconds in after[part].items())
+        for part in after
+    }
+
+
+def _probe_child(url: str, messages: list[tuple[str, str, bytes]], count: int) -> None:
+    host, port = url.removeprefix("smtp://").rsplit(":", 1)
+    with smtplib.SMTP(host, int(port)) as client:
+        for n in range(count):
+            sender, recipient, data = messages[n % len(messages)]
+            client.sendmail(sender, [recipient], data)
+
+
+def bare_probe(url: str, messages: list[tuple[str, str, bytes]], count: int, connections: int) -> float:
+    """Seconds for plain smtplib to send `count` ready-made messages over `connections` persistent
+    connections, one process each so the client side is not held back by one interpreter."""
+    context = multiprocessing.get_context("fork")
+    shares = [count // connections + (1 if n < count % connections else 0) for n in range(connections)]
+    children = [
+        context.Process(target=_probe_child, args=(url, messages[n::connections] or messages, share))
+        for n, share in enumerate(shares)
+    ]
+    start = time.perf_counter()
+    for child in children:
+        child.start()
+    for child in children:
+        child.join()
+    seconds = time.perf_counter() - start
+    failed = [child.exitcode for child in children if child.exitcode != 0]
+    if failed:
+        raise RuntimeError(f"the bare SMTP probe failed (exit codes {failed})")
+    return seconds
+
+
+def _sample_messages(services: Services, count: int) -> list[tuple[str, str, bytes]]:
+    """Some of the day's digests, composed by the production code, for the probe to send as they are."""
+    with services.sessions() as session:
+        ids = session.scalars(
+            select(Digest.id).where(Digest.status == DigestStatus.SENT).order_by(Digest.id).limit(count)
+        ).all()
+    mails = [render_digest(services, row) for row in load_batch(services, ids)]
+    return [(mail.sender, mail.recipient, mail.data) for mail in mails]
 
 
 def _tree_peaks(pid: int) -> list[float]:
@@ -104,7 +208,17 @@ def _setup(services: Services, root: Path, subscribers: int, stored: int, new: i
 
 
 def run_day(
-    subscribers: int, stored: int, new: int, workers: int, admin_url: str, redis_url: str
+    subscribers: int,
+    stored: int,
+    new: int,
+    workers: int,
+    admin_url: str,
+    redis_url: str,
+    *,
+    pool: str = "prefork",
+    concurrency: int = 4,
+    probe_messages: int = 20_000,
+    probe_connections: int = 2,
 ) -> DayResult:
     with (
         tempfile.TemporaryDirectory(prefix="digest-bench-day-") as tmp,
@@ -142,7 +256,8 @@ def run_day(
                     "-A",
                     "workers.app",
                     "worker",
-                    "--pool=solo",
+                    f"--pool={pool}",
+                    f"--concurrency={concurrency}",
                     "--loglevel=WARNING",
                     f"--hostname=bench{n}@%h",
                 ],
@@ -159,6 +274,7 @@ def run_day(
                 if process.poll() is not None:
                     raise RuntimeError((root / f"worker{n}.log").read_text())
             print("running the day...", flush=True)
+            cpu_before = _cpu_snapshot([p.pid for p in processes], sink.pid)
             start = time.perf_counter()
             tick.delay()
             first_email = None
@@ -178,6 +294,7 @@ def run_day(
                 if time.perf_counter() - start > 3600:
                     raise RuntimeError(f"not finished after an hour: {finished:,} of {subscribers:,}")
             seconds = time.perf_counter() - start
+            cpu = _cpu_used(cpu_before, _cpu_snapshot([p.pid for p in processes], sink.pid))
             for n, process in enumerate(processes):
                 for k, peak in enumerate(_tree_peaks(process.pid)):
                     peaks[f"worker {n + 1}" + (f" pool child {k}" if k else "")] = peak
@@ -203,31 +320,67 @@ def run_day(
                 )
             }
         received = sink.messages_count()
+        print(
+            f"the bare SMTP probe: {probe_messages:,} messages over {probe_connections} connections...",
+            flush=True,
+        )
+        sample = _sample_messages(services, 200)
+        probe_seconds = bare_probe(sink.url, sample, probe_messages, probe_connections)
+        if sink.messages_count() != received + probe_messages:
+            raise RuntimeError("the sink did not receive every message the bare probe sent")
         sink.stop()
         services.close()
     return DayResult(
-        subscribers, new, stored, seconds, first_email or float("nan"), statuses, received, peaks
+        subscribers,
+        new,
+        stored,
+        seconds,
+        first_email or float("nan"),
+        statuses,
+        received,
+        peaks,
+        cpu,
+        probe_seconds,
+        probe_messages,
+        probe_connections,
     )
 
 
 def report(result: DayResult) -> list[str]:
     sent = result.statuses.get("sent", 0)
+    day_rate = sent / result.seconds
+    probe_rate = result.probe_messages / result.probe_seconds
     rows = [
-        ("stage", "size", "seconds", "rate"),
+        ("what", "size", "seconds", "emails/s", "share of the bare probe"),
         (
             "whole day: claim, rank, render, send",
             f"{result.subscribers:,} subscribers x {result.new_listings:,} new "
             f"({result.stored_listings:,} stored)",
             f"{result.seconds:.1f}",
-            f"{sent / result.seconds:,.0f} emails/s; first email after {result.first_email_after:.0f} s",
+            f"{day_rate:,.0f}",
+            f"{day_rate / probe_rate:.0%}",
+        ),
+        (
+            f"bare probe: smtplib, {result.probe_connections} connections, ready-made digests",
+            f"{result.probe_messages:,} messages",
+            f"{result.probe_seconds:.1f}",
+            f"{probe_rate:,.0f}",
+            "100%",
         ),
     ]
-    lines = text_table(rows, separator=" | ")
+    lines = text_table(rows, separator=" | ", right_aligned=range(2, 5))
     lines.append("")
+    lines.append(f"first email after {result.first_email_after:.0f} s of the day")
     lines.append(
         "digests: "
         + ", ".join(f"{count:,} {status}" for status, count in sorted(result.statuses.items()))
-        + f"; the SMTP sink received {result.received:,}"
+        + f"; the SMTP sink received {result.received:,} from the day"
+    )
+    per_email = {part: seconds / max(sent, 1) * 1000 for part, seconds in result.cpu_seconds.items()}
+    lines.append(
+        "CPU per email during the day: "
+        + ", ".join(f"{part} {ms:.2f} ms" for part, ms in per_email.items())
+        + f"; {sum(per_email.values()):.2f} ms in all, on {os.cpu_count()} cores"
     )
     lines.append(
         "peak memory (VmHWM): " + ", ".join(f"{name} {mb:,.0f} MB" for name, mb in result.peaks_mb.items())
@@ -240,14 +393,27 @@ def main() -> None:
     parser.add_argument("--subscribers", type=int, default=100_000)
     parser.add_argument("--stored", type=int, default=20_000)
     parser.add_argument("--new", type=int, default=1_000)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=1, help="celery worker processes (each with its pool)")
+    parser.add_argument("--pool", default="prefork", choices=["solo", "threads", "prefork"])
+    parser.add_argument("--concurrency", type=int, default=4, help="tasks at once in each worker")
+    parser.add_argument("--probe-messages", type=int, default=20_000)
     parser.add_argument(
         "--postgres",
         default=os.environ.get("DIGEST_BENCH_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"),
     )
     parser.add_argument("--redis", default=os.environ.get("DIGEST_BENCH_REDIS", "redis://127.0.0.1:6379/14"))
     args = parser.parse_args()
-    result = run_day(args.subscribers, args.stored, args.new, args.workers, args.postgres, args.redis)
+    result = run_day(
+        args.subscribers,
+        args.stored,
+        args.new,
+        args.workers,
+        args.postgres,
+        args.redis,
+        pool=args.pool,
+        concurrency=args.concurrency,
+        probe_messages=args.probe_messages,
+    )
     print("\n".join(report(result)))
 
 
