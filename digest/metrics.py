@@ -1,14 +1,19 @@
 """Prometheus metrics, read from the database at each scrape: what every process can see alike.
 
 The web app serves them at /metrics; the figures are the operator's questions from `digest status` as
-gauges (digests of today by state, subscribers by state, stuck and retrying sends, queue depth) plus how
-late the scheduler is and how long today's emails took to go out.
+gauges (digests of today by state, subscribers by state, stuck and retrying sends, queue depth), how late
+the scheduler is and how long today's emails took to go out, and the send path's troubles: today's
+failures by the class of the server's last reply, resends after an unknown outcome, and suppressions.
+Counters kept inside each worker would reach no scraper (workers serve no HTTP) and would reset with
+every restart; the rows already record all of this, so any one process can report it for all.
 """
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -45,6 +50,52 @@ class DigestCollector(Collector):
         if depth.waiting is not None:
             yield GaugeMetricFamily("digest_queue_depth", "Tasks waiting in the broker", value=depth.waiting)
         yield from self._timing(now)
+        yield from self._troubles(now)
+
+    def _troubles(self, now: datetime) -> Iterator[GaugeMetricFamily]:
+        today = now.date()
+        with self.services.sessions() as session:
+            errors = session.execute(
+                select(Digest.status, Digest.error).where(
+                    Digest.digest_date == today,
+                    Digest.error.is_not(None),
+                    Digest.status.in_([DigestStatus.PENDING, DigestStatus.FAILED, DigestStatus.BOUNCED]),
+                )
+            ).all()
+            resent = session.scalar(
+                select(func.coalesce(func.sum(Digest.ambiguous_sends), 0)).where(Digest.digest_date == today)
+            )
+            since = now - timedelta(days=1)
+            suppressed = session.execute(
+                select(Subscriber.status, func.count())
+                .where(Subscriber.bounced_at >= since)
+                .group_by(Subscriber.status)
+            ).all()
+        failures = GaugeMetricFamily(
+            "digest_send_failures_today",
+            "Today's digests whose last attempt failed, by outcome and the class of the server's reply",
+            labels=["outcome", "reply_class"],
+        )
+        for (outcome, reply_class), count in sorted(
+            Counter((_outcome(status), reply_class_of(error)) for status, error in errors).items()
+        ):
+            failures.add_metric([outcome, reply_class], count)
+        yield failures
+        yield GaugeMetricFamily(
+            "digest_ambiguous_resends_today",
+            "Sends of today's digests repeated, with the same Message-ID, because the outcome was unknown",
+            value=float(resent or 0),
+        )
+        suppressions = GaugeMetricFamily(
+            "digest_suppressed_last_day",
+            "Addresses suppressed in the last 24 hours: bounced (hard or repeated soft) or complained",
+            labels=["state"],
+        )
+        for status, count in suppressed:
+            suppressions.add_metric(
+                ["complained" if status is SubscriberStatus.UNSUBSCRIBED else status.value], count
+            )
+        yield suppressions
 
     def _timing(self, now: datetime) -> Iterator[GaugeMetricFamily]:
         with self.services.sessions() as session:
@@ -75,6 +126,25 @@ class DigestCollector(Collector):
                 "Seconds from opening today's first digest to the latest email handed over",
                 value=(last - opened).total_seconds(),
             )
+
+
+# The code as our errors quote it ("...refused the recipient a@b: 550 5.1.1 no such user"), never a port.
+_REPLY_CODE = re.compile(r"(?:^|: )([245])\d\d(?=[ -]|$)")
+
+
+def reply_class_of(error: str | None) -> str:
+    """'4xx' or '5xx' from the SMTP reply quoted in a digest's error; 'connection' when none was heard."""
+    match = _REPLY_CODE.search(error or "")
+    if match is not None:
+        return f"{match.group(1)}xx"
+    text = error or ""
+    if "connection" in text or "connect" in text or "reconciled" in text:
+        return "connection"
+    return "other"
+
+
+def _outcome(status: DigestStatus) -> str:
+    return "retrying" if status is DigestStatus.PENDING else status.value
 
 
 def exposition(services: Services) -> bytes:
