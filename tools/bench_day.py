@@ -2,12 +2,14 @@
 bare SMTP client sending the same messages to the same sink in the same run.
 
 PostgreSQL (a scratch database on the local server), Redis as the Celery broker, a `celery worker` as
-deployed (prefork pool), and an SMTP sink in a process of its own. The clock starts when the beat's tick
-task is queued and stops when the last digest is recorded as sent: claiming the due subscribers,
-ranking, rendering, and sending, all included. Setup (papers, subscribers, the feature space) is not
-timed. The bare probe then sends real digests of that day, composed beforehand, with plain `smtplib`
-over two persistent connections: what this machine and this sink carry with no service around it.
-CPU seconds per email, read from /proc for every process involved, say where the day's time goes.
+deployed (prefork pool, 8 processes: sending waits on the network and the database more than it
+computes), and an SMTP sink in a process of its own. The clock starts when the beat's tick task is queued
+and stops when the last digest is recorded as sent: claiming the due subscribers, ranking, rendering, and
+sending, all included. Setup (papers, subscribers, the feature space) is not timed. The bare probe then
+sends real digests of that day, composed beforehand, with plain `smtplib` over two persistent
+connections: what this machine and this sink carry with no service around it. CPU seconds per email,
+read from /proc for every process involved, say where the day's time goes. Last, the same digests go
+through a private Postfix, by plain smtplib and by our transport.
 """
 
 from __future__ import annotations
@@ -35,7 +37,9 @@ from digest.db import transaction, upgrade
 from digest.deliver.batch import load_batch
 from digest.demo import DEFAULT_LISTINGS
 from digest.ingest.files import ingest_paths
+from digest.mail.compose import OutgoingMail
 from digest.mail.digest_email import render_digest
+from digest.mail.transport import SmtpMailer
 from digest.models import Digest, DigestStatus, Subscriber, SubscriberStatus, utcnow
 from digest.rank.learned import current_space
 from digest.services import Services
@@ -61,6 +65,7 @@ class DayResult:
     probe_seconds: float
     probe_messages: int
     probe_connections: int
+    relay: RelayResult | None = None
 
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -127,10 +132,27 @@ def _probe_child(url: str, messages: list[tuple[str, str, bytes]], count: int) -
 def bare_probe(url: str, messages: list[tuple[str, str, bytes]], count: int, connections: int) -> float:
     """Seconds for plain smtplib to send `count` ready-made messages over `connections` persistent
     connections, one process each so the client side is not held back by one interpreter."""
+    return client_probe(url, messages, count, connections, ours=False)
+
+
+def _our_client_child(url: str, messages: list[tuple[str, str, bytes]], count: int) -> None:
+    mailer = SmtpMailer(url)
+    with mailer.open() as connection:
+        for n in range(count):
+            sender, recipient, data = messages[n % len(messages)]
+            connection.send(OutgoingMail(sender, recipient, f"<probe-{n}@bench>", data), lambda: None)
+
+
+def client_probe(
+    url: str, messages: list[tuple[str, str, bytes]], count: int, connections: int, *, ours: bool
+) -> float:
+    """Like `bare_probe`, with the production transport (`SmtpMailer`: pipelining, the final "." sent
+    after a hand-over callback) in place of plain smtplib when `ours`."""
     context = multiprocessing.get_context("fork")
+    target = _our_client_child if ours else _probe_child
     shares = [count // connections + (1 if n < count % connections else 0) for n in range(connections)]
     children = [
-        context.Process(target=_probe_child, args=(url, messages[n::connections] or messages, share))
+        context.Process(target=target, args=(url, messages[n::connections] or messages, share))
         for n, share in enumerate(shares)
     ]
     start = time.perf_counter()
@@ -139,10 +161,34 @@ def bare_probe(url: str, messages: list[tuple[str, str, bytes]], count: int, con
     for child in children:
         child.join()
     seconds = time.perf_counter() - start
-    failed = [child.exitcode for child in children if child.exitcode != 0]
-    if failed:
-        raise RuntimeError(f"the bare SMTP probe failed (exit codes {failed})")
+    if any(child.exitcode != 0 for child in children):
+        raise RuntimeError(f"the SMTP probe to {url} failed")
     return seconds
+
+
+@dataclass
+class RelayResult:
+    messages: int
+    connections: int
+    bare_seconds: float
+    ours_seconds: float
+    accepted: int
+
+
+def through_postfix(
+    sample: list[tuple[str, str, bytes]], count: int, connections: int = 2
+) -> RelayResult | None:
+    """The same ready-made digests through a real relay: a private Postfix on loopback (`tools.postfix`),
+    which discards mail to example.org after accepting and queueing it. Needs root and Debian's postfix."""
+    from tools.postfix import POSTFIX, PostfixInstance
+
+    if os.geteuid() != 0 or not POSTFIX.exists():
+        return None
+    with PostfixInstance.start() as postfix:
+        bare = client_probe(postfix.url, sample, count, connections, ours=False)
+        ours = client_probe(postfix.url, sample, count, connections, ours=True)
+        accepted = postfix.wait_for_accepted(2 * count, timeout=120)
+    return RelayResult(count, connections, bare, ours, accepted)
 
 
 def _sample_messages(services: Services, count: int) -> list[tuple[str, str, bytes]]:
@@ -216,9 +262,10 @@ def run_day(
     redis_url: str,
     *,
     pool: str = "prefork",
-    concurrency: int = 4,
+    concurrency: int = 8,
     probe_messages: int = 20_000,
     probe_connections: int = 2,
+    relay_messages: int = 5_000,
 ) -> DayResult:
     with (
         tempfile.TemporaryDirectory(prefix="digest-bench-day-") as tmp,
@@ -329,6 +376,8 @@ def run_day(
         if sink.messages_count() != received + probe_messages:
             raise RuntimeError("the sink did not receive every message the bare probe sent")
         sink.stop()
+        print("the same digests through a private Postfix, bare smtplib and our client...", flush=True)
+        relay = through_postfix(sample, min(probe_messages, relay_messages))
         services.close()
     return DayResult(
         subscribers,
@@ -343,6 +392,7 @@ def run_day(
         probe_seconds,
         probe_messages,
         probe_connections,
+        relay,
     )
 
 
@@ -385,6 +435,37 @@ def report(result: DayResult) -> list[str]:
     lines.append(
         "peak memory (VmHWM): " + ", ".join(f"{name} {mb:,.0f} MB" for name, mb in result.peaks_mb.items())
     )
+    lines.append("")
+    relay = result.relay
+    if relay is None:
+        lines.append("Postfix: not run (needs root and Debian's postfix; `make test` installs it)")
+        return lines
+    bare_rate, ours_rate = relay.messages / relay.bare_seconds, relay.messages / relay.ours_seconds
+    relay_rows = [
+        (
+            "through a private Postfix (real ESMTP, queued, then discarded)",
+            "messages",
+            "seconds",
+            "emails/s",
+            "ratio",
+        ),
+        (
+            f"bare smtplib, {relay.connections} connections",
+            f"{relay.messages:,}",
+            f"{relay.bare_seconds:.1f}",
+            f"{bare_rate:,.0f}",
+            "100%",
+        ),
+        (
+            f"our client (digest.mail.transport, pipelined), {relay.connections} connections",
+            f"{relay.messages:,}",
+            f"{relay.ours_seconds:.1f}",
+            f"{ours_rate:,.0f}",
+            f"{ours_rate / bare_rate:.0%}",
+        ),
+    ]
+    lines += text_table(relay_rows, separator=" | ", right_aligned=range(1, 5))
+    lines.append(f"Postfix's log counts {relay.accepted:,} messages accepted over SMTP")
     return lines
 
 
@@ -395,7 +476,7 @@ def main() -> None:
     parser.add_argument("--new", type=int, default=1_000)
     parser.add_argument("--workers", type=int, default=1, help="celery worker processes (each with its pool)")
     parser.add_argument("--pool", default="prefork", choices=["solo", "threads", "prefork"])
-    parser.add_argument("--concurrency", type=int, default=4, help="tasks at once in each worker")
+    parser.add_argument("--concurrency", type=int, default=8, help="tasks at once in each worker")
     parser.add_argument("--probe-messages", type=int, default=20_000)
     parser.add_argument(
         "--postgres",
