@@ -239,6 +239,7 @@ def _hand_over_statement() -> Update:
     """Built once: composing this UPDATE anew for every email cost about as much as running it."""
     is_current = Digest.id == bindparam("current", type_=Integer())
     now = bindparam("now", type_=UTCDateTime())
+    message_id = bindparam("handed_message_id", type_=String())
     return (
         update(Digest)
         .where(
@@ -250,7 +251,7 @@ def _hand_over_statement() -> Update:
             status=case((is_current, Digest.status), else_=literal(DigestStatus.SENT, _STATUS)),
             sent_at=case((is_current, Digest.sent_at), else_=now),
             handed_at=case((is_current, now), else_=Digest.handed_at),
-            message_id=case((is_current, bindparam("handed_message_id", type_=String())), else_=Digest.message_id),
+            message_id=case((is_current, message_id), else_=Digest.message_id),
         )
         .returning(Digest.id)
     )
