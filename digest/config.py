@@ -6,6 +6,7 @@ dir, Celery tasks run eagerly in-process, and emails land as `.eml` files in the
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import secrets
@@ -58,6 +59,11 @@ class Settings:
     metrics_token: str | None = field(default=None, repr=False)
     # Days arXiv announces nothing beyond weekends and the holidays `digest.ingest.health` knows.
     extra_holidays: frozenset[date] = frozenset()
+    # The proxies whose X-Forwarded-For is believed (addresses or networks); the client is the right-most
+    # entry not among them. Rate limits and the admin lockout count per client, so this must never be "*".
+    trusted_proxies: str = "127.0.0.1,::1"
+    # Host names besides the base URL's (and loopback) that requests may name, e.g. a second domain.
+    allowed_hosts: tuple[str, ...] = ()
     # Each digest's envelope sender is bounces+TOKEN@ this domain (VERP), so a late bounce names its digest;
     # empty means the domain of `mail_from` (get_settings fills it in).
     bounce_domain: str = ""
@@ -188,6 +194,24 @@ def _admin_password(env: Mapping[str, str]) -> str | None:
     return value
 
 
+def _trusted_proxies(env: Mapping[str, str]) -> str:
+    raw = env.get("DIGEST_TRUSTED_PROXIES") or "127.0.0.1,::1"
+    entries = [entry.strip() for entry in raw.split(",") if entry.strip()]
+    for entry in entries:
+        if entry == "*":
+            raise ConfigError(
+                "DIGEST_TRUSTED_PROXIES cannot be '*': any client could then name any address in "
+                "X-Forwarded-For and escape the rate limits or lock someone else out; list your proxies"
+            )
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"DIGEST_TRUSTED_PROXIES: {entry!r} is not an IP address or network (such as 10.0.0.0/8)"
+            ) from None
+    return ",".join(entries)
+
+
 def _metrics_token(env: Mapping[str, str]) -> str | None:
     value = env.get("DIGEST_METRICS_TOKEN") or None
     if value is not None and (len(value) < 16 or not value.isprintable() or " " in value):
@@ -283,6 +307,10 @@ def get_settings(env: Mapping[str, str] | None = None) -> Settings:
         list_id=(env.get("DIGEST_LIST_ID") or "").strip(),
         admin_password=_admin_password(env),
         metrics_token=_metrics_token(env),
+        trusted_proxies=_trusted_proxies(env),
+        allowed_hosts=tuple(
+            h.strip() for h in (env.get("DIGEST_ALLOWED_HOSTS") or "").split(",") if h.strip()
+        ),
         extra_holidays=_dates(env, "DIGEST_EXTRA_HOLIDAYS"),
         bounce_domain=_bounce_domain(env, mail_from),
         bounce_mailbox=_bounce_mailbox(env),

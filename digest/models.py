@@ -145,6 +145,9 @@ class Subscriber(Base):
     bounce_reason: Mapped[str | None] = mapped_column(String(500))
     # The last confirmation or "already subscribed" email; a form flooded with one address mails it once.
     confirmation_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Renewed by every request from the public form for a pending address; only a confirmation link
+    # carrying the latest one confirms, so an old link cannot confirm a stranger's newer request.
+    confirm_nonce: Mapped[str | None] = mapped_column(String(32))
 
 
 class Vote(enum.IntEnum):

@@ -125,7 +125,11 @@ class Readers:
             lambda s: subscriptions.request_subscription(s, address, topic_list, schedule=schedule)
         )
         if result.notice is None:
-            log.info("subscribe: subscriber %s was mailed within the hour; not again", result.subscriber_id)
+            log.info(
+                "subscribe: subscriber %s was mailed within the hour, or is suppressed", result.subscriber_id
+            )
+            return
+        if not self.limits.allow_email(address):
             return
         try:
             # The task reads the status when it runs: pending gets the confirmation link, active the

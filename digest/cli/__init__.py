@@ -122,10 +122,34 @@ def subscribe(
             result = readers.subscribe_as_operator(email, topics, confirmed=confirmed, schedule=schedule)
         except (InvalidSubscription, InvalidSchedule) as exc:
             raise click.ClickException(str(exc)) from None
+        if result.suppressed:
+            raise click.ClickException(
+                f"{email} is suppressed (it bounced or complained); nothing was sent. "
+                "`digest unsuppress` lifts that, if you know the mailbox works again."
+            )
         if result.needs_confirmation:
             click.echo(f"{email}: pending; a confirmation email was sent.")
         else:
             click.echo(f"{email}: {'subscribed' if result.created else 'updated'}, active.")
+
+
+@main.command()
+@click.argument("email")
+def unsuppress(email: str) -> None:
+    """Let a bounced or complaining address be mailed again; it must still confirm through the form."""
+    from digest.db import transaction
+    from digest.subscribers.subscriptions import InvalidSubscription, lift_suppression
+
+    with open_services() as services:
+        try:
+            with transaction(services.sessions) as session:
+                subscriber = lift_suppression(session, email)
+                state = None if subscriber is None else subscriber.status.value
+        except InvalidSubscription as exc:
+            raise click.ClickException(str(exc)) from None
+    if state is None:
+        raise click.ClickException(f"no subscriber with the address {email}")
+    click.echo(f"{email}: {state}; a new subscribe request from its owner will send a confirmation email.")
 
 
 @main.command()
@@ -213,19 +237,23 @@ def status() -> None:
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option(
     "--forwarded-allow-ips",
-    default="127.0.0.1",
-    show_default=True,
-    help="Proxies whose X-Forwarded-For is believed; the subscribe rate limit counts per client address.",
+    default=None,
+    help="Proxies whose X-Forwarded-For is believed (default: DIGEST_TRUSTED_PROXIES, else loopback).",
 )
-def serve(host: str, port: int, forwarded_allow_ips: str) -> None:
+def serve(host: str, port: int, forwarded_allow_ips: str | None) -> None:
     """Serve the web app (subscribe, confirm, feedback, unsubscribe, preferences, archive, admin)."""
     import uvicorn
 
-    from digest.web.app import create_app
+    from digest.web.app import create_app, server_options
 
     with open_services() as services:
         app = create_app(services, celery_dispatcher(services))
-        uvicorn.run(app, host=host, port=port, proxy_headers=True, forwarded_allow_ips=forwarded_allow_ips)
+        options = server_options(services.settings)
+        if forwarded_allow_ips:
+            if "*" in forwarded_allow_ips.split(","):
+                raise click.ClickException("--forwarded-allow-ips cannot be '*'; see DIGEST_TRUSTED_PROXIES")
+            options["forwarded_allow_ips"] = forwarded_allow_ips
+        uvicorn.run(app, host=host, port=port, **options)  # type: ignore[arg-type]
 
 
 @main.command()

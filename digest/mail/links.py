@@ -87,8 +87,9 @@ class Links:
     def preferences_token(self, public_id: str) -> str:
         return self._mint_preferences(public_id)
 
-    def confirm_token(self, public_id: str) -> str:
-        return str(self._confirm.dumps(public_id))
+    def confirm_token(self, public_id: str, nonce: str | None = None) -> str:
+        """Bound to the request it answers when `nonce` is given (see `Subscriber.confirm_nonce`)."""
+        return str(self._confirm.dumps(public_id if nonce is None else [public_id, nonce]))
 
     def archive_token(self, public_id: str, digest_id: int | None = None) -> str:
         """One digest's page, or (with no digest) the list of every digest sent to the subscriber."""
@@ -127,12 +128,19 @@ class Links:
         return _public_id(_loads(self._preferences, token))
 
     def read_confirm(self, token: str) -> str:
+        return self.read_confirm_request(token)[0]
+
+    def read_confirm_request(self, token: str) -> tuple[str, str | None]:
+        """The subscriber's public id and the request nonce (None in links made before nonces)."""
         try:
-            return _public_id(self._confirm.loads(token, max_age=CONFIRM_MAX_AGE_SECONDS))
+            value = self._confirm.loads(token, max_age=CONFIRM_MAX_AGE_SECONDS)
         except SignatureExpired:
             raise BadLink("this confirmation link has expired; subscribe again to get a new one") from None
         except BadData:
             raise BadLink("this link is not valid") from None
+        if isinstance(value, list) and len(value) == 2 and isinstance(value[1], str) and value[1]:
+            return _public_id(value[0]), value[1]
+        return _public_id(value), None
 
     # URLs -------------------------------------------------------------------------------------
     def feedback_url(self, public_id: str, listing_id: int, vote: Vote) -> str:
@@ -147,8 +155,8 @@ class Links:
     def preferences_url(self, public_id: str) -> str:
         return f"{self.base_url}/preferences/{self.preferences_token(public_id)}"
 
-    def confirm_url(self, public_id: str) -> str:
-        return f"{self.base_url}/confirm/{self.confirm_token(public_id)}"
+    def confirm_url(self, public_id: str, nonce: str | None = None) -> str:
+        return f"{self.base_url}/confirm/{self.confirm_token(public_id, nonce)}"
 
     def archive_url(self, public_id: str, digest_id: int | None = None) -> str:
         return f"{self.base_url}/archive/{self.archive_token(public_id, digest_id)}"

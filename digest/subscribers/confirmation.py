@@ -26,10 +26,13 @@ def send_confirmation(services: Services, subscriber_id: int) -> str:
         to = subscriber.email
         if subscriber.status is SubscriberStatus.PENDING:
             template = "confirm"
+            # Nothing the requester typed goes into this email but the address itself: a form that mails
+            # strangers must not carry a stranger's words (or links) in our name.
             context: dict[str, object] = {
                 "email": subscriber.email,
-                "topics": list(subscriber.topics),
-                "confirm_url": links.confirm_url(subscriber.public_id),
+                "topic_count": len(subscriber.topics),
+                "cadence": subscriber.cadence.value,
+                "confirm_url": links.confirm_url(subscriber.public_id, subscriber.confirm_nonce),
             }
         elif subscriber.status is SubscriberStatus.ACTIVE and _recently_requested(
             subscriber.confirmation_sent_at

@@ -7,6 +7,8 @@ becomes visible, and only then queues any email about it.
 from __future__ import annotations
 
 import re
+import secrets
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -45,6 +47,15 @@ def _shorten(text: str, limit: int = _SHOWN_INPUT_LENGTH) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def reject_control_characters(field: str, value: str) -> str:
+    """NUL and other control characters have no place in anything a person types here; PostgreSQL
+    refuses NUL in text outright, and stored raw they would reach pages and emails."""
+    for character in value:
+        if unicodedata.category(character) == "Cc" and character not in "\t\r\n":
+            raise InvalidSubscription(field, f"contains a control character (U+{ord(character):04X})")
+    return value
+
+
 def normalize_email(raw: str) -> str:
     """The form every address is stored and matched in, so 'Ann@Example.org' and 'ann@example.org' are one.
 
@@ -58,6 +69,13 @@ def normalize_email(raw: str) -> str:
         raise InvalidSubscription("email", "an email address cannot contain line breaks")
     if not candidate:
         raise InvalidSubscription("email", "an email address is needed")
+    reject_control_characters("email", candidate)
+    if not candidate.rpartition("@")[0].isascii():
+        # Mailing such an address needs SMTPUTF8 end to end, which this sender does not use: accepting it
+        # would store an address that can never get its confirmation email.
+        raise InvalidSubscription(
+            "email", "the part before the @ must be plain ASCII letters, digits and punctuation"
+        )
     try:
         validated = validate_email(candidate, check_deliverability=False)
     except EmailNotValidError as error:
@@ -73,6 +91,7 @@ def parse_topics(raw: str | Sequence[str]) -> list[str]:
     topics: list[str] = []
     seen: set[str] = set()
     for chunk in chunks:
+        reject_control_characters("topics", chunk)
         for piece in _TOPIC_SEPARATORS.split(chunk):
             topic = " ".join(piece.split())
             if not topic or topic.casefold() in seen:
@@ -95,6 +114,7 @@ class SubscribeResult:
     subscriber_id: int
     needs_confirmation: bool
     created: bool
+    suppressed: bool = False
 
 
 def find_by_public_id(session: Session, public_id: str) -> Subscriber | None:
@@ -158,13 +178,15 @@ def subscribe(
         if schedule is not None:
             _apply_schedule(subscriber, schedule)
         session.add(subscriber)
-    elif confirmed or subscriber.status is not SubscriberStatus.ACTIVE:
+    elif confirmed or (subscriber.status is not SubscriberStatus.ACTIVE and not is_suppressed(subscriber)):
         subscriber.topics = topic_list
         if schedule is not None:
             _apply_schedule(subscriber, schedule)
 
     if confirmed:
         _activate(subscriber)
+    elif is_suppressed(subscriber):
+        pass  # only the operator lifts a suppression (`digest unsuppress`); the form never mails it
     elif subscriber.status in (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED):
         # Anyone can type an address into the form, so coming back needs the mailbox owner's click again.
         subscriber.status = SubscriberStatus.PENDING
@@ -175,7 +197,31 @@ def subscribe(
         subscriber_id=subscriber.id,
         needs_confirmation=subscriber.status is SubscriberStatus.PENDING,
         created=created,
+        suppressed=is_suppressed(subscriber),
     )
+
+
+def is_suppressed(subscriber: Subscriber) -> bool:
+    """Bounced for good, or unsubscribed by a spam complaint: mailing it again hurts the sender's
+    reputation and, for a complaint, ignores what its owner said."""
+    return subscriber.status is SubscriberStatus.BOUNCED or (
+        subscriber.status is SubscriberStatus.UNSUBSCRIBED
+        and (subscriber.bounce_reason or "").startswith("complaint")
+    )
+
+
+def lift_suppression(session: Session, email: str) -> Subscriber | None:
+    """The operator's decision that a suppressed address may be mailed again; it still has to confirm."""
+    subscriber = session.scalars(
+        select(Subscriber).where(Subscriber.email == normalize_email(email))
+    ).one_or_none()
+    if subscriber is not None and is_suppressed(subscriber):
+        subscriber.status = SubscriberStatus.UNSUBSCRIBED
+        subscriber.bounce_reason = None
+        subscriber.bounced_at = None
+        subscriber.soft_bounces = 0
+        session.flush()
+    return subscriber
 
 
 class Notice(StrEnum):
@@ -214,10 +260,12 @@ def request_subscription(
     subscriber = session.get(Subscriber, result.subscriber_id)
     assert subscriber is not None
     if subscriber.status is SubscriberStatus.PENDING:
+        # This request may have changed the topics or the schedule: links sent for earlier ones stop working.
+        subscriber.confirm_nonce = secrets.token_urlsafe(12)
         notice: Notice | None = Notice.CONFIRM
     elif subscriber.status is SubscriberStatus.ACTIVE:
         notice = Notice.ALREADY_SUBSCRIBED
-    else:  # pragma: no cover - subscribe() leaves only pending or active addresses
+    else:  # suppressed: the same answer at the form, and no email
         notice = None
     if notice is not None and not _claim_notice(session, subscriber, now or utcnow()):
         notice = None
@@ -245,11 +293,29 @@ def _claim_notice(session: Session, subscriber: Subscriber, now: datetime) -> bo
     return claimed.rowcount == 1
 
 
-def confirm(session: Session, public_id: str) -> Subscriber | None:
-    """Activate a pending subscription; an unsubscribed one is left alone so an old link cannot revive it."""
+class StaleConfirmation(ValueError):
+    """A confirmation link for an earlier request: a newer one (perhaps not the owner's) replaced it."""
+
+
+def check_confirmation(subscriber: Subscriber, nonce: str | None) -> None:
+    """Raise StaleConfirmation unless the link answers the subscriber's latest request."""
+    if subscriber.status is SubscriberStatus.PENDING and subscriber.confirm_nonce != nonce:
+        raise StaleConfirmation(
+            "this confirmation link was replaced by a newer subscribe request for the same address; "
+            "use the link in the newest email"
+        )
+
+
+def confirm(session: Session, public_id: str, nonce: str | None = None) -> Subscriber | None:
+    """Activate a pending subscription; an unsubscribed one is left alone so an old link cannot revive it.
+
+    `nonce` is the one the link carries; only the latest request's link confirms (StaleConfirmation).
+    """
     subscriber = find_by_public_id(session, public_id)
     if subscriber is not None and subscriber.status is SubscriberStatus.PENDING:
+        check_confirmation(subscriber, nonce)
         _activate(subscriber)
+        subscriber.confirm_nonce = None
         session.flush()
     return subscriber
 
@@ -264,9 +330,13 @@ def unsubscribe(session: Session, public_id: str) -> Subscriber | None:
 
 
 def resubscribe(session: Session, public_id: str) -> Subscriber | None:
-    """Undo an unsubscribe; holding the signed link already proves control of the mailbox."""
+    """Undo an unsubscribe; holding the signed link already proves control of the mailbox.
+
+    Not for a suppressed address: a link that once reached a mailbox says nothing about whether that
+    mailbox still exists, so a bounced or complaining address stays as it is (the caller says so).
+    """
     subscriber = find_by_public_id(session, public_id)
-    if subscriber is not None:
+    if subscriber is not None and not is_suppressed(subscriber):
         _activate(subscriber)
         session.flush()
     return subscriber

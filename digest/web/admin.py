@@ -151,7 +151,7 @@ def admin_router(services: Services, render: Render, failed_logins: FailedLogins
             raise HTTPException(
                 status_code=429,
                 detail="too many wrong passwords; try again later",
-                headers={"Retry-After": str(logins.window_seconds), **ADMIN_HEADERS},
+                headers={"Retry-After": str(logins.retry_after(client)), **ADMIN_HEADERS},
             )
         if not password_matches(request.headers.get("authorization"), password):
             if request.headers.get("authorization"):
@@ -199,7 +199,9 @@ def admin_router(services: Services, render: Render, failed_logins: FailedLogins
     def subscribers(
         request: Request, q: str = "", page_number: Annotated[int, Query(alias="page")] = 1
     ) -> HTMLResponse:
-        search = q.strip()[:SEARCH_MAX_LENGTH]
+        # PostgreSQL cannot hold NUL in text, so a pattern with one would fail; control characters match
+        # no stored address anyway.
+        search = "".join(c for c in q if c.isprintable()).strip()[:SEARCH_MAX_LENGTH]
         with services.sessions() as session:
             listing = stats.subscribers_page(session, search=search, page=page_number)
         base = request.url_for("admin_subscribers").path

@@ -8,8 +8,12 @@ unsubscribe, which mail providers send without cookies or fields. The state chan
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from urllib.parse import urlsplit
 
+from fastapi import FastAPI
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+from digest.config import Settings
 from digest.limits import FailedLogins, SubscribeLimits, default_limits
 from digest.readers import Readers
 from digest.services import Dispatcher, Services
@@ -21,6 +25,22 @@ from digest.web.pages.common import TEMPLATES_DIR, Pages, Web, timezone_choices
 from digest.web.security import Csrf, RequestGuards, SecurityHeaders
 
 __all__ = ["TEMPLATES_DIR", "create_app", "mask_email", "timezone_choices"]
+
+
+def trusted_hosts(settings: Settings) -> list[str]:
+    """The base URL's host, loopback names for a health check on the machine, and DIGEST_ALLOWED_HOSTS."""
+    host = urlsplit(settings.base_url).hostname or "localhost"
+    return sorted({host, "localhost", "127.0.0.1", "::1", *settings.allowed_hosts})
+
+
+def server_options(settings: Settings) -> dict[str, object]:
+    """How `digest serve` runs uvicorn; the abuse tests start their server with the same options."""
+    return {
+        "proxy_headers": True,
+        "forwarded_allow_ips": settings.trusted_proxies,
+        # Idle keep-alive connections close after 5 s; the proxy in front bounds header and body reads.
+        "timeout_keep_alive": 5,
+    }
 
 
 def create_app(
@@ -37,9 +57,13 @@ def create_app(
         docs_url=None,
         redoc_url=None,
         openapi_url="/openapi.json",
+        # A trailing-slash redirect would echo the request's Host header into Location.
+        redirect_slashes=False,
     )
     app.add_middleware(RequestGuards)
-    app.add_middleware(SecurityHeaders)
+    app.add_middleware(SecurityHeaders, https=settings.base_url.startswith("https://"))
+    # Requests naming another host are refused, so no page or link is built from an attacker's Host.
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=trusted_hosts(settings))
     csrf = Csrf(settings.secret_key, secure=settings.base_url.startswith("https://"))
     pages = Pages(TEMPLATES_DIR, csrf)
     core = Readers(services, dispatcher, subscribe_limits or default_limits(settings))

@@ -33,8 +33,10 @@ class SecurityHeaders:
     needs inline styles, does); every other header is the same for all.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, https: bool = False) -> None:
         self.app = app
+        # Served over https (the base URL says so), browsers are told never to try plain http again.
+        self.https = https
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -59,6 +61,8 @@ class SecurityHeaders:
                     )
                 if "cache-control" not in headers:
                     headers["Cache-Control"] = "no-store"
+                if self.https:
+                    headers["Strict-Transport-Security"] = "max-age=31536000"
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

@@ -66,6 +66,8 @@ def make_settings(tmp_path: Path, **overrides: str) -> Settings:
         "DIGEST_BASE_URL": "https://digest.example.org",
         "DIGEST_FROM": "Paper digest <digest@example.org>",
         "DIGEST_SECRET_KEY": "test-secret-key-that-is-long-enough",
+        # The Host header Starlette's test client sends.
+        "DIGEST_ALLOWED_HOSTS": "testserver",
     }
     env.update(overrides)
     return get_settings(env)

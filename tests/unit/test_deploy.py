@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from digest.config import ConfigError, get_settings
 from tests.support.env import ROOT
 
 DEPLOY = ROOT / "deploy"
@@ -115,3 +116,15 @@ def test_compose_web_serves_on_the_published_port_and_checks_healthz() -> None:
     assert command[command.index("--host") + 1] == "0.0.0.0"
     assert any(str(p).endswith(f":{port}:{port}") or str(p) == f"{port}:{port}" for p in web["ports"])
     assert any(f"127.0.0.1:{port}/healthz" in part for part in web["healthcheck"]["test"])
+
+
+def test_compose_web_believes_forwarded_headers_only_from_the_bridge_gateway() -> None:
+    web = _compose()["services"]["web"]
+    assert "*" not in web["command"] and "--forwarded-allow-ips" not in web["command"]
+    trusted = web["environment"]["DIGEST_TRUSTED_PROXIES"]
+    settings = get_settings({"DIGEST_TRUSTED_PROXIES": trusted, "DIGEST_SECRET_KEY": "k" * 32})
+    assert settings.trusted_proxies == "172.16.0.0/12"
+    with pytest.raises(ConfigError, match=r"cannot be '\*'"):
+        get_settings({"DIGEST_TRUSTED_PROXIES": "*", "DIGEST_SECRET_KEY": "k" * 32})
+    with pytest.raises(ConfigError, match=r"'proxy\.local' is not an IP address or network"):
+        get_settings({"DIGEST_TRUSTED_PROXIES": "10.0.0.1, proxy.local", "DIGEST_SECRET_KEY": "k" * 32})

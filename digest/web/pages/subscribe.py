@@ -78,9 +78,17 @@ def router(web: Web) -> APIRouter:
             )
         return web.pages.page(request, "check_inbox.html", {})
 
+    def stale(request: Request, error: subscriptions.StaleConfirmation) -> HTMLResponse:
+        return web.error_page(request, 409, str(error), heading="A newer request replaced this link")
+
     @router.get("/confirm/{token}", name="confirm", include_in_schema=False)
     def confirm_page(request: Request, token: str) -> HTMLResponse:
-        subscriber = web.core.subscriber(web.links.read_confirm(token))
+        public_id, nonce = web.links.read_confirm_request(token)
+        subscriber = web.core.subscriber(public_id)
+        try:
+            subscriptions.check_confirmation(subscriber, nonce)
+        except subscriptions.StaleConfirmation as error:
+            return stale(request, error)
         return web.pages.page(
             request,
             "confirm.html",
@@ -94,8 +102,11 @@ def router(web: Web) -> APIRouter:
 
     @router.post("/confirm/{token}", include_in_schema=False, dependencies=web.form_checked)
     def confirm(request: Request, token: str) -> HTMLResponse:
-        public_id = web.links.read_confirm(token)
-        subscriber = web.core.in_transaction(lambda s: subscriptions.confirm(s, public_id))
+        public_id, nonce = web.links.read_confirm_request(token)
+        try:
+            subscriber = web.core.in_transaction(lambda s: subscriptions.confirm(s, public_id, nonce))
+        except subscriptions.StaleConfirmation as error:
+            return stale(request, error)
         if subscriber is None:
             raise LinkGone("this link is no longer valid")
         if subscriber.status is not SubscriberStatus.ACTIVE:

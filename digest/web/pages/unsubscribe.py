@@ -61,6 +61,14 @@ def router(web: Web) -> APIRouter:
         subscriber = web.core.in_transaction(lambda s: subscriptions.resubscribe(s, public_id))
         if subscriber is None:
             raise LinkGone("this link is no longer valid")
+        if subscriptions.is_suppressed(subscriber):
+            return web.error_page(
+                request,
+                409,
+                "mail to this address was refused by its mail server, or reported as spam, so we no longer "
+                "send to it; if that has changed, ask the operator of this service to lift the block",
+                heading="Not subscribed",
+            )
         return web.subscribed_page(request, subscriber, "You're subscribed again")
 
     return router

@@ -255,9 +255,11 @@ def test_a_complaint_unsubscribes_and_nothing_but_the_owner_undoes_it(box: Box) 
         subscriptions.confirm(session, public_id)
     assert subscriber_state(services, reader)[:2] == (SubscriberStatus.UNSUBSCRIBED, reason)
     with transaction(services.sessions) as session:
-        # Someone typing the address into the form gets a confirmation email, not digests.
+        # Someone typing the address into the form changes nothing and mails nothing: it stays suppressed
+        # until the operator lifts it (`digest unsuppress`).
         result = subscriptions.subscribe(session, "annoyed@example.net", "lora")
-    assert result.needs_confirmation
+    assert result.suppressed and not result.needs_confirmation
+    assert subscriber_state(services, reader)[:2] == (SubscriberStatus.UNSUBSCRIBED, reason)
 
 
 def test_reports_that_call_for_nothing_are_left_for_a_human_and_change_nothing(box: Box) -> None:

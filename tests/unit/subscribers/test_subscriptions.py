@@ -17,6 +17,7 @@ from digest.subscribers.subscriptions import (
     Notice,
     confirm,
     find_by_public_id,
+    lift_suppression,
     normalize_email,
     parse_topics,
     request_subscription,
@@ -286,17 +287,57 @@ def test_request_subscription_tells_an_active_address_without_changing_it(sessio
     assert request_subscription(session, "ann@example.org", "optics").notice is None
 
 
-@pytest.mark.parametrize("status", [SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED])
-def test_request_subscription_makes_a_stopped_address_confirm_again(
-    session: Session, status: SubscriberStatus
+def test_request_subscription_makes_an_unsubscribed_address_confirm_again(session: Session) -> None:
+    result = subscribe(session, "ann@example.org", "optics", confirmed=True)
+    subscriber = session.get(Subscriber, result.subscriber_id)
+    assert subscriber is not None
+    subscriber.status = SubscriberStatus.UNSUBSCRIBED
+    again = request_subscription(session, "ann@example.org", "optics")
+    assert again.notice is Notice.CONFIRM
+    assert subscriber.status is SubscriberStatus.PENDING
+
+
+@pytest.mark.parametrize("reason", ["550 5.1.1 no such user", "complaint: abuse report from the provider"])
+def test_a_suppressed_address_is_never_mailed_from_the_form_until_the_operator_lifts_it(
+    session: Session, reason: str
 ) -> None:
     result = subscribe(session, "ann@example.org", "optics", confirmed=True)
     subscriber = session.get(Subscriber, result.subscriber_id)
     assert subscriber is not None
-    subscriber.status = status
-    again = request_subscription(session, "ann@example.org", "optics")
-    assert again.notice is Notice.CONFIRM
-    assert subscriber.status is SubscriberStatus.PENDING
+    subscriber.status = (
+        SubscriberStatus.UNSUBSCRIBED if reason.startswith("complaint") else SubscriberStatus.BOUNCED
+    )
+    subscriber.bounce_reason = reason
+    before = subscriber.status
+    for _ in range(3):
+        assert request_subscription(session, "Ann@Example.org", "crypto, https://evil.example").notice is None
+    assert subscriber.status is before and subscriber.topics == ["optics"]
+    assert resubscribe(session, subscriber.public_id) is subscriber and subscriber.status is before
+    lifted = lift_suppression(session, "ann@example.org")
+    assert lifted is subscriber and subscriber.status is SubscriberStatus.UNSUBSCRIBED
+    assert request_subscription(session, "ann@example.org", "optics").notice is Notice.CONFIRM
+
+
+@pytest.mark.parametrize(
+    ("field", "email", "topics"),
+    [
+        ("topics", "ann@example.org", "optics\x00"),
+        ("topics", "ann@example.org", "optics\x1b[31m"),
+        ("email", "ann\x00@example.org", "optics"),
+    ],
+)
+def test_control_characters_are_refused_naming_the_field(
+    session: Session, field: str, email: str, topics: str
+) -> None:
+    with pytest.raises(InvalidSubscription, match=rf"^{field}: contains a control character \(U\+00"):
+        request_subscription(session, email, topics)
+    assert session.scalar(select(func.count()).select_from(Subscriber)) == 0
+
+
+@pytest.mark.parametrize("email", ["\uff56ictim@example.org", "\u00df@example.org"])
+def test_a_non_ascii_local_part_is_refused_as_undeliverable(session: Session, email: str) -> None:
+    with pytest.raises(InvalidSubscription, match=r"^email: the part before the @ must be plain ASCII"):
+        request_subscription(session, email, "optics")
 
 
 def test_request_subscription_validates_before_storing(session: Session) -> None:

@@ -151,7 +151,8 @@ def test_the_answer_is_byte_identical_whatever_the_address_state(
         assert answer.content == first.content
         assert without_nonce(answer.headers) == without_nonce(first.headers)
     assert "set-cookie" not in first.headers
-    assert len(dispatcher.confirmations) == 5
+    # The suppressed (bounced) address answers the same and is not mailed.
+    assert len(dispatcher.confirmations) == 4 and bounced.id not in dispatcher.confirmations
 
 
 def test_the_per_ip_limit_stops_the_emails_but_not_the_answer(
@@ -177,7 +178,7 @@ def test_the_per_address_limit_applies_across_clients(
         for _ in range(4):
             answer = submit(client, "/", "/subscribe", {"email": "ann@example.org", "topics": "optics"})
             assert answer.status_code == 200
-    assert "requests this hour for one address" in caplog.text
+    assert "requests this hour for one mailbox" in caplog.text
     assert len(dispatcher.confirmations) == 1
 
 
@@ -530,10 +531,12 @@ def test_default_limits_use_redis_when_the_broker_is_redis(tmp_path: Path) -> No
     assert isinstance(with_redis.counter, RedisCounter)
 
 
-def test_an_ipv6_client_is_its_slash_64() -> None:
+def test_an_ipv6_client_is_its_slash_48_and_a_mapped_ipv4_its_ipv4() -> None:
     limits = SubscribeLimits(MemoryCounter(), per_ip=2, per_address=100)
     assert limits.allow("2001:db8:1:2::1", "a@example.org")
-    assert limits.allow("2001:db8:1:2:ffff::9", "b@example.org")
-    assert not limits.allow("2001:db8:1:2::abcd", "c@example.org")
-    assert limits.allow("2001:db8:1:3::1", "d@example.org")
-    assert limits.allow("192.0.2.1", "e@example.org") and limits.allow("192.0.2.2", "f@example.org")
+    assert limits.allow("2001:db8:1:ffff::9", "b@example.org")
+    assert not limits.allow("2001:db8:1:abcd::1", "c@example.org"), "another /64 of the same /48"
+    assert limits.allow("2001:db8:2::1", "d@example.org")
+    assert limits.allow("192.0.2.1", "e@example.org") and limits.allow("::ffff:192.0.2.1", "f@example.org")
+    assert not limits.allow("192.0.2.1", "g@example.org"), "the mapped address was the same client"
+    assert limits.allow("::ffff:192.0.2.2", "h@example.org"), "mapped addresses do not share one bucket"

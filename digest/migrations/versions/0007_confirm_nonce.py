@@ -1,0 +1,25 @@
+"""the nonce of a pending subscription's latest request, which its confirmation link must carry
+
+Revision ID: 0007
+Revises: 0006
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0007"
+down_revision: str | None = "0006"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("subscriber", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("confirm_nonce", sa.String(length=32), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("subscriber", schema=None) as batch_op:
+        batch_op.drop_column("confirm_nonce")
