@@ -19,7 +19,7 @@ from sqlalchemy import insert, or_, select
 from sqlalchemy.orm import Session
 
 from digest.ingest.formats import ParsedListing, Rejected, normalize_title
-from digest.ingest.parsers.identity import normalize_arxiv_id, normalize_doi
+from digest.ingest.parsers.identity import arxiv_abs_url, normalize_arxiv_id, normalize_doi
 from digest.models import Listing
 
 MAX_EXTERNAL_ID_CHARS = 200
@@ -150,19 +150,28 @@ def _merged(row: Listing | dict[str, Any], incoming: Incoming, source: str, inde
     changes: dict[str, Any] = {}
     new = incoming.fields
     old_version, new_version = _get(row, "version"), new["version"]
-    if new_version is not None and (old_version is None or new_version > old_version):
+    newer = new_version is not None and (old_version is None or new_version > old_version)
+    if newer:
         for name in VERSIONED_FIELDS:
             if new[name] != _get(row, name):
                 changes[name] = new[name]
+        # A new version may add or drop authors: the newest list wins, as the title and abstract do.
+        if new["authors"] and new["authors"] != _get(row, "authors"):
+            changes["authors"] = new["authors"]
     for kind in ("arxiv_id", "doi", "external_id"):
         value = getattr(incoming, kind)
         owner = index.owner(kind, value) if value else None
         if value and not _get(row, kind) and (owner is None or owner is row):
             changes[kind] = value
-    for name in ("url", "published"):
-        if _get(row, name) is None and new[name] is not None:
-            changes[name] = new[name]
-    if not _get(row, "authors") and new["authors"]:
+    arxiv_id = changes.get("arxiv_id") or _get(row, "arxiv_id")
+    if arxiv_id and _get(row, "url") != arxiv_abs_url(arxiv_id):
+        # One link rule whichever source came first: the arXiv abstract page when the id is known.
+        changes["url"] = arxiv_abs_url(arxiv_id)
+    elif _get(row, "url") is None and new["url"] is not None:
+        changes["url"] = new["url"]
+    if _get(row, "published") is None and new["published"] is not None:
+        changes["published"] = new["published"]
+    if not _get(row, "authors") and new["authors"] and "authors" not in changes:
         changes["authors"] = new["authors"]
     categories = _unique([*(_get(row, "categories") or []), *new["categories"]])
     if categories != (_get(row, "categories") or []):

@@ -50,7 +50,7 @@ _ANNOUNCEMENT = re.compile(
 )
 # Feeds before 2024 ended each title with "(arXiv:2301.00001v1 [cs.LG] UPDATED)".
 _LEGACY_TITLE_SUFFIX = re.compile(r"\(arXiv:\S+\s*\[[^\]]*\][^)]*\)\s*")
-_AUTHOR_SEPARATOR = re.compile(r",|\s+and\s+")
+_AND = re.compile(r"\s+and\s+")
 
 
 def _without_legacy_suffix(title: str) -> str:
@@ -117,7 +117,35 @@ def _announcement_authors(item: Element) -> list[str]:
         creators = [
             name for author in item.findall(f"{ATOM}author") if (name := _child_text(author, f"{ATOM}name"))
         ]
-    return _names(name for creator in creators for name in _AUTHOR_SEPARATOR.split(_plain_text(creator)))
+    return _names(name for creator in creators for name in split_authors(_plain_text(creator)))
+
+
+def split_authors(text: str) -> list[str]:
+    """ "Ann Lee (Univ. A, Dept. B, City), Bo Li, and Cy Wu (C Lab)" -> the three names.
+
+    arXiv's dc:creator puts each author's affiliations in parentheses, commas and all; a comma or an
+    "and" separates authors only outside parentheses, and the parenthesised part is not the name."""
+    names: list[str] = []
+    depth = 0
+    current: list[str] = []
+    for character in text:
+        if character in "([":
+            depth += 1
+        elif character in ")]":
+            depth = max(0, depth - 1)
+        elif character == "," and depth == 0:
+            names.append("".join(current))
+            current = []
+            continue
+        if depth == 0 and character not in ")]":
+            current.append(character)
+    names.append("".join(current))
+    return [
+        " ".join(part.split())
+        for name in names
+        for part in _AND.split(" " + name.strip() + " ")
+        if part.strip() and part.strip().lower() != "and"
+    ]
 
 
 def _announcement_item(position: int, item: Element) -> ParseResult:

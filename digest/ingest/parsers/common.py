@@ -60,12 +60,26 @@ _WORD_BREAKING_TAGS = frozenset(
         "h1", "h2", "h3", "h4", "h5", "h6", "hr", "blockquote",
     }
 )  # fmt: skip
+# The elements that feeds really put in titles and abstracts (HTML formatting and MathML). Anything else
+# in angle brackets is text: papers about language models name tokens such as <think>, <answer> or <pad>
+# all the time. <s>, <u> and <q> are left out on purpose: "<s>" is far more often a sentence token.
+_MARKUP_ELEMENTS = _WORD_BREAKING_TAGS | frozenset(
+    {
+        "a", "abbr", "b", "big", "cite", "code", "em", "font", "i", "kbd", "mark", "small", "span",
+        "strong", "sub", "sup", "tt", "var", "table", "tbody", "thead", "img", "center",
+        "math", "mi", "mn", "mo", "ms", "mrow", "msub", "msup", "msubsup", "mfrac", "msqrt", "mroot",
+        "mtext", "mstyle", "mover", "munder", "munderover", "mspace", "semantics", "annotation",
+    }
+)  # fmt: skip
 _ENTITY = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
 
 
 def _plain_text(raw: str) -> str:
-    """Titles and abstracts arrive with HTML in them (escaped once or twice); the digest shows plain text.
-    Only complete entities are decoded, so "R&D" and "&param" stay as written."""
+    """Titles and abstracts as the digest shows them: plain text.
+
+    Sources do send HTML formatting (arXiv's older RSS descriptions and API entries, escaped; names in
+    Hugging Face's JSON), but only the elements such feeds use are removed, so a bracketed token in a
+    title or abstract survives. Only complete entities are decoded, so "R&D" and "&param" stay as written."""
     without_tags = _HTML_TAG.sub(_tag_replacement, raw) if "<" in raw else raw
     unescaped = _ENTITY.sub(lambda match: html.unescape(match.group()), without_tags)
     return clean_text(unescaped)
@@ -73,7 +87,12 @@ def _plain_text(raw: str) -> str:
 
 def _tag_replacement(tag: re.Match[str]) -> str:
     name = tag["name"]
-    return " " if name is None or name.lower() in _WORD_BREAKING_TAGS else ""
+    if name is None:  # a comment
+        return " "
+    lowered = name.lower()
+    if lowered not in _MARKUP_ELEMENTS:
+        return tag.group(0)
+    return " " if lowered in _WORD_BREAKING_TAGS else ""
 
 
 def _preview(text: str, limit: int = 60) -> str:
@@ -346,4 +365,5 @@ def _count(parent: Element, tag: str) -> int | None:
 
 
 def _names(raw_names: Iterable[str | None]) -> list[str]:
-    return _unique(_plain_text(name) for name in raw_names if name)
+    """Author names in order. Not de-duplicated: two authors of one paper may share a name."""
+    return [name for raw in raw_names if raw and (name := _plain_text(raw))]

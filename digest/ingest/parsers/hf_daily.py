@@ -131,7 +131,9 @@ def _hf_entry(position: int, entry: object) -> ParseResult:
         _optional_json_text(paper, "summary") or _optional_json_text(entry, "summary"),
         ("'title'", "'summary'"),
         external_id=arxiv_id,
-        url=page_url,
+        # One rule for every source: a paper with an arXiv id links to its arXiv abstract page; the
+        # Hugging Face page stays in `links`.
+        url=arxiv_abs_url(arxiv_id),
         authors=_hf_authors(paper.get("authors")),
         published=_iso_date(paper.get("publishedAt")) or _iso_date(entry.get("publishedAt")),
         arxiv_id=arxiv_id,

@@ -414,7 +414,8 @@ def test_hf_daily_fields() -> None:
     # The paper's own date, not the day Hugging Face featured it.
     assert lantern.published == date(2024, 1, 3)
     assert lantern.upvotes == 42
-    assert lantern.url == "https://huggingface.co/papers/2401.01234"
+    # One link rule for every source: the arXiv abstract page; the Hugging Face page stays in links.
+    assert lantern.url == "https://arxiv.org/abs/2401.01234"
     assert lantern.links == {
         "arxiv": "https://arxiv.org/abs/2401.01234",
         "huggingface": "https://huggingface.co/papers/2401.01234",
