@@ -69,6 +69,9 @@ class FetchResult:
         return self.status == HTTPStatus.NOT_MODIFIED
 
 
+ERROR_BODY_BYTES = 64 * 1024
+
+
 class FetchError(Exception):
     """A GET that did not produce a usable response.
 
@@ -85,12 +88,15 @@ class FetchError(Exception):
         reason: str,
         attempts: int,
         retry_after: float | None = None,
+        body: bytes = b"",
     ) -> None:
         self.url = url
         self.status = status
         self.reason = reason
         self.attempts = attempts
         self.retry_after = retry_after
+        # The start of an error response's body: some servers (the arXiv API) explain the error there.
+        self.body = body
         super().__init__(self._message())
 
     def _message(self) -> str:
@@ -104,7 +110,7 @@ class FetchError(Exception):
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Celery pickles exceptions raised in tasks; the default reduce would lose the fields.
-        return (type(self), (self.url, self.status, self.reason, self.attempts, self.retry_after))
+        return (type(self), (self.url, self.status, self.reason, self.attempts, self.retry_after, self.body))
 
 
 @dataclass(frozen=True)
@@ -311,9 +317,22 @@ class HttpClient:
             if status in RETRYABLE_STATUSES:
                 retry_after = parse_retry_after(response) if status in RETRY_AFTER_STATUSES else None
                 return _RetryableFailure(reason, status, retry_after)
-            raise FetchError(url, status, reason, attempt)
+            raise FetchError(url, status, reason, attempt, body=self._error_body(response))
         finally:
             response.close()
+
+    @staticmethod
+    def _error_body(response: httpx.Response) -> bytes:
+        """The first 64 KB of a refusal's body, for the caller to look for the server's own explanation."""
+        kept = bytearray()
+        try:
+            for chunk in response.iter_bytes():
+                kept += chunk
+                if len(kept) >= ERROR_BODY_BYTES:
+                    break
+        except httpx.HTTPError:
+            pass
+        return bytes(kept[:ERROR_BODY_BYTES])
 
     def _read_body(self, response: httpx.Response, url: str, attempt: int) -> bytes | _RetryableFailure:
         declared = declared_length(response)

@@ -201,8 +201,21 @@ def _parse(path: Path, lines: Iterator[SourceLine]) -> Iterator[ParseResult]:
     for line in lines:
         if line.too_long or line.text.strip():
             restored = chain(leading_blank, [line], lines)
-            if not line.too_long and line.text.lstrip().startswith("{"):
+            opening = line.text.lstrip().lstrip("\ufeff")
+            if not line.too_long and opening.startswith("{"):
                 return parse_json_lines(restored)
+            if not line.too_long and opening.startswith("<"):
+                # A feed or an API page saved with another name: read as listing text it would store a
+                # junk paper titled "</description>", or nothing at all without a word of warning.
+                kind = (
+                    "an XML feed or API page"
+                    if opening.startswith(("<?xml", "<rss", "<feed", "<rdf"))
+                    else ("XML or HTML")
+                )
+                raise IngestFileError(
+                    str(path),
+                    f"holds {kind}, not listing text or JSON Lines; fetch feeds with `digest sources add`",
+                )
             return parse_listing_text(restored)
         # Only a handful are ever held: blank lines at the top of a file.
         leading_blank.append(line)

@@ -8,7 +8,7 @@ the error naming the source and what went wrong, and never takes the scheduler d
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from digest.db import transaction
 from digest.ingest.downloads import (
+    Download,
     download_arxiv_api,
     download_arxiv_rss,
     download_hf_daily,
@@ -74,7 +75,7 @@ class FetchOutcome:
     retry_after: float | None = None
 
     def summary(self) -> str:
-        if self.error:
+        if self.error and not self.seen:
             return f"{self.source}: failed: {self.error}"
         if self.not_modified:
             return f"{self.source}: unchanged since the last fetch (HTTP 304)"
@@ -84,10 +85,11 @@ class FetchOutcome:
             if c.skipped_replacements
             else ""
         )
-        return (
+        stored = (
             f"{self.source}: {self.seen} seen, {c.new} new, {c.updated} updated, {c.duplicate} duplicate, "
             f"{self.rejected} rejected{old_news}"
         )
+        return f"{stored}; but failed: {self.error}" if self.error else stored
 
 
 # Configuration ------------------------------------------------------------------------------------
@@ -250,6 +252,16 @@ def _record(session: Session, source_id: int, started: datetime, outcome: FetchO
     )
 
 
+def _download(services: Services, source: Source, known: Callable[[list[str]], int]) -> Download:
+    if source.kind == "arxiv_api":
+        return download_arxiv_api(services.http, source, known)
+    if source.kind == "arxiv_rss":
+        return download_arxiv_rss(services.http, source)
+    if source.kind == "hf_daily":
+        return download_hf_daily(services.http, source)
+    raise SourceError(f"source {source.name}: unknown kind {source.kind!r}")
+
+
 def fetch_source(services: Services, source_id: int, *, now: datetime | None = None) -> FetchOutcome:
     """Fetch one source now, store what is new, and record the fetch, whatever happens."""
     started = datetime.now(UTC)
@@ -271,15 +283,10 @@ def fetch_source(services: Services, source_id: int, *, now: datetime | None = N
             return len(lookup.scalars(select(Listing.id).where(Listing.arxiv_id.in_(ids))).all())
 
     try:
-        if source.kind == "arxiv_api":
-            download = download_arxiv_api(services.http, source, known)
-        elif source.kind == "arxiv_rss":
-            download = download_arxiv_rss(services.http, source)
-        elif source.kind == "hf_daily":
-            download = download_hf_daily(services.http, source)
-        else:
-            raise SourceError(f"source {source.name}: unknown kind {source.kind!r}")
+        download = _download(services, source, known)
         outcome.http_status, outcome.not_modified = download.http_status, download.not_modified
+        if download.failures:  # some categories failed: the source shows as failing, the rest is stored
+            outcome.error = "; ".join(download.failures)
         with transaction(services.sessions) as session:
             _store(session, source, download.items, now, outcome)
             session.execute(update(Source).where(Source.id == source.id).values(http_cache=download.cache))
@@ -289,6 +296,7 @@ def fetch_source(services: Services, source_id: int, *, now: datetime | None = N
         outcome.http_status, outcome.error, outcome.retry_after = exc.status, str(exc), exc.retry_after
     except (FeedFormatError, SourceError) as exc:
         outcome.error = str(exc)
+        outcome.http_status = getattr(exc, "status", None)
     except Exception as exc:  # a bug or a database failure: recorded, so the source shows as failing
         log.exception("fetching source %s failed", source.name)
         outcome.error = f"{type(exc).__name__}: {exc}"

@@ -16,6 +16,7 @@ from digest.ingest.parsers.common import (
     ARXIV,
     ATOM,
     DUBLIN_CORE,
+    OPENSEARCH,
     FeedFormatError,
     _arxiv_links,
     _checked_paper,
@@ -79,11 +80,34 @@ def parse_arxiv_rss(body: bytes) -> list[ParseResult]:
     root = _parse_xml(body, "an RSS or Atom feed")
     if root.tag == "rss":
         items = root.findall("channel/item")
+        title = _child_text(root, "channel/title")
     elif root.tag == f"{ATOM}feed":
+        if root.find(f"{OPENSEARCH}totalResults") is not None:
+            # Read as an announcement feed it would lose the API's DOIs and PDF links.
+            raise FeedFormatError(
+                "got an arXiv API response (export.arxiv.org/api/query), not an announcement feed; "
+                "add it as a source of kind arxiv_api"
+            )
         items = root.findall(f"{ATOM}entry")
+        title = _child_text(root, f"{ATOM}title")
     else:
         raise FeedFormatError(f"expected an RSS or Atom feed, got {_describe_root(root)}")
+    if title is not None and _plain_text(title).lower().startswith("feed error"):
+        raise FeedFormatError(f"arXiv answered with an error feed: {_error_feed_message(root, title)}")
     return [_announcement_item(position, item) for position, item in enumerate(items, start=1)]
+
+
+def _error_feed_message(root: Element, title: str) -> str:
+    """A mistyped category gets HTTP 200 and a feed titled "Feed error for query ..." whose text says
+    what was wrong ("Bad archive ..., valid archive names are ..."): that text, in arXiv's words."""
+    texts = [_plain_text(title)]
+    for path in ("channel/description", "channel/item/title", "channel/item/description",
+                 f"{ATOM}subtitle", f"{ATOM}entry/{ATOM}title", f"{ATOM}entry/{ATOM}summary"):  # fmt: skip
+        for element in root.findall(path):
+            text = _plain_text(_text(element) or "")
+            if text and text not in texts:
+                texts.append(text)
+    return "; ".join(texts)[:1000]
 
 
 def _first_text(item: Element, tags: Iterable[str]) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from digest.ingest.formats import (
@@ -60,6 +61,8 @@ def _load_json(body: bytes, expected: str) -> Any:
     if (unexpected := _describe_unexpected(body)) is not None:
         raise FeedFormatError(f"expected {expected}, got {unexpected}")
     text = _decode(body, None)
+    if text.lstrip("\ufeff \t\r\n").startswith("<"):
+        raise FeedFormatError(f"expected {expected}, got XML ({_xml_root_name(text)}) instead of JSON")
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
@@ -74,6 +77,13 @@ def _load_json(body: bytes, expected: str) -> Any:
     except ValueError as exc:
         # Python refuses integers with thousands of digits rather than spend quadratic time on them.
         raise FeedFormatError(f"malformed JSON: {exc}") from None
+
+
+def _xml_root_name(text: str) -> str:
+    """The first element's name, such as <rss> or <feed>, to say which XML arrived."""
+    for match in re.finditer(r"<([A-Za-z][\w:.-]*)", text[:4096]):
+        return f"<{match.group(1)}>"
+    return "no element"
 
 
 def parse_hf_daily(body: bytes) -> list[ParseResult]:
