@@ -253,7 +253,7 @@ def serve(host: str, port: int, forwarded_allow_ips: str | None) -> None:
             if "*" in forwarded_allow_ips.split(","):
                 raise click.ClickException("--forwarded-allow-ips cannot be '*'; see DIGEST_TRUSTED_PROXIES")
             options["forwarded_allow_ips"] = forwarded_allow_ips
-        uvicorn.run(app, host=host, port=port, **options)  # type: ignore[arg-type]
+        uvicorn.run(app, host=host, port=port, **options)
 
 
 @main.command()

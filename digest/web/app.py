@@ -23,24 +23,15 @@ from digest.web.errors import install_error_pages
 from digest.web.pages import archive, feedback, preferences, site, subscribe, unsubscribe
 from digest.web.pages.common import TEMPLATES_DIR, Pages, Web, timezone_choices
 from digest.web.security import Csrf, RequestGuards, SecurityHeaders
+from digest.web.server import server_options
 
-__all__ = ["TEMPLATES_DIR", "create_app", "mask_email", "timezone_choices"]
+__all__ = ["TEMPLATES_DIR", "create_app", "mask_email", "server_options", "timezone_choices"]
 
 
 def trusted_hosts(settings: Settings) -> list[str]:
     """The base URL's host, loopback names for a health check on the machine, and DIGEST_ALLOWED_HOSTS."""
     host = urlsplit(settings.base_url).hostname or "localhost"
     return sorted({host, "localhost", "127.0.0.1", "::1", *settings.allowed_hosts})
-
-
-def server_options(settings: Settings) -> dict[str, object]:
-    """How `digest serve` runs uvicorn; the abuse tests start their server with the same options."""
-    return {
-        "proxy_headers": True,
-        "forwarded_allow_ips": settings.trusted_proxies,
-        # Idle keep-alive connections close after 5 s; the proxy in front bounds header and body reads.
-        "timeout_keep_alive": 5,
-    }
 
 
 def create_app(

@@ -9,6 +9,7 @@ as application/json, which no cross-site form can send without a CORS preflight 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -83,6 +84,10 @@ def _error(path: str, status: int, detail: str) -> Response:
     return Response(page, status_code=status, media_type="text/html")
 
 
+# A form or API body is a few kilobytes; a client that takes longer than this to send one is stalling.
+BODY_READ_SECONDS = 10.0
+
+
 class RequestGuards:
     """Refuses, before anything parses them, bodies over `max_body` bytes (413) and API bodies that are
     not JSON (415). A body without Content-Length is read here up to the limit and handed on from memory."""
@@ -91,7 +96,7 @@ class RequestGuards:
         self.app = app
         self.max_body = max_body
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # noqa: C901 - the ASGI guard checks each limit in turn before passing the request on
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in _BODY_METHODS:
             await self.app(scope, receive, send)
             return
@@ -114,25 +119,17 @@ class RequestGuards:
                 scope, receive, send
             )
             return
-        if length is not None:
-            await self.app(scope, receive, send)
+        # The body is read here, whole, under a deadline: an endless body is cut off at the limit, and a
+        # client trickling it byte by byte cannot hold a worker (a slow-body attack).
+        try:
+            body = await asyncio.wait_for(self._read_body(receive), timeout=BODY_READ_SECONDS)
+        except TimeoutError:
+            detail = f"the request body did not arrive within {BODY_READ_SECONDS:g} s"
+            await _error(path, 408, detail)(scope, receive, send)
             return
-        # No declared length: read the chunks here so an endless body is cut off at the limit.
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                break
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body:
-                await self._too_large(path, scope, receive, send)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
+        if body is None:
+            await self._too_large(path, scope, receive, send)
+            return
         delivered = False
 
         async def replay() -> Message:
@@ -143,6 +140,23 @@ class RequestGuards:
             return await receive()
 
         await self.app(scope, replay, send)
+
+    async def _read_body(self, receive: Receive) -> bytes | None:
+        """The whole body, or None once it outgrows the limit."""
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
 
     async def _too_large(self, path: str, scope: Scope, receive: Receive, send: Send) -> None:
         limit = f"{self.max_body // 1024} KB"

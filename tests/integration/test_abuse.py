@@ -78,7 +78,7 @@ def live(tmp_path: Path, postgres_url: str) -> Iterator[Live]:
     upgrade(services.engine)
     dispatcher = RecordingDispatcher()
     app = create_app(services, dispatcher)
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **server_options(settings))  # type: ignore[arg-type]
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **server_options(settings))
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -294,3 +294,37 @@ def test_hsts_over_https_and_no_page_built_from_a_strangers_host_header(tmp_path
             assert slash.status_code != 307 and "location" not in slash.headers
     finally:
         services.close()
+
+
+def test_slow_clients_are_cut_off_instead_of_holding_connections(
+    live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    import digest.web.security as security
+    import digest.web.server as server
+
+    # The deadlines are read when a connection opens and when a body is read; short ones keep the test quick.
+    monkeypatch.setattr(server, "HEADER_SECONDS", 1.0)
+    monkeypatch.setattr(security, "BODY_READ_SECONDS", 1.0)
+    host, port = live.url.removeprefix("http://").split(":")
+    slow_heads = []
+    for _ in range(50):
+        connection = socket.create_connection((host, int(port)), timeout=5)
+        connection.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # and never the blank line
+        slow_heads.append(connection)
+    slow_body = socket.create_connection((host, int(port)), timeout=5)
+    slow_body.sendall(
+        b"POST /api/subscribe HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b'Content-Length: 60\r\n\r\n{"email": '
+    )
+    time.sleep(2.5)
+    try:
+        assert all(c.recv(1024) == b"" for c in slow_heads), "a slow request head kept its connection"
+        answer = slow_body.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 408") and b"did not arrive within 1 s" in answer
+        # Meanwhile the server still answers everyone else.
+        assert live.subscribe("prompt@example.org", ["optics"]).status_code == 202
+    finally:
+        for connection in [*slow_heads, slow_body]:
+            connection.close()
