@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import TypeVar
+from typing import TypedDict, TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -60,6 +60,17 @@ class PreferencesView:
     # None when the profile could not be read (no feature space yet, say); the page says so.
     learned: LearnedTerms | None
     history: list[feedback.VoteEntry]
+
+
+class SubscriptionRequestData(TypedDict):
+    """A subscribe request after validation, as it travels to the worker that stores it (JSON)."""
+
+    email: str
+    topics: list[str]
+    cadence: str
+    send_hour: int
+    timezone: str
+    weekly_day: int
 
 
 class Readers:
@@ -121,6 +132,31 @@ class Readers:
             raise InvalidSchedule("cadence", "choose daily or weekly")
         if not self.limits.allow(client_ip, address):
             return
+        request: SubscriptionRequestData = {
+            "email": address,
+            "topics": topic_list,
+            "cadence": schedule.cadence.value,
+            "send_hour": schedule.send_hour,
+            "timezone": schedule.timezone,
+            "weekly_day": schedule.weekly_day,
+        }
+        defer = getattr(self.dispatcher, "answer_subscription", None)
+        if callable(defer):
+            # The answer is sent before anything about the address is read or written, so its timing cannot
+            # tell a stranger whether the address is new, pending, active or suppressed.
+            try:
+                defer(request)
+            except Exception:
+                log.exception("could not queue a subscribe request")
+            return
+        self.answer_subscription(request)
+
+    def answer_subscription(self, request: SubscriptionRequestData) -> None:
+        """Store a checked subscribe request and queue the email it calls for (the worker's half)."""
+        address, topic_list = request["email"], list(request["topics"])
+        schedule = validated(
+            request["cadence"], request["send_hour"], request["timezone"], request["weekly_day"]
+        )
         result = self.in_transaction(
             lambda s: subscriptions.request_subscription(s, address, topic_list, schedule=schedule)
         )

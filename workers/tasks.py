@@ -8,8 +8,10 @@ from datetime import date
 from digest.deliver import day as daily
 from digest.deliver import sending
 from digest.ingest import sources
+from digest.limits import default_limits
 from digest.models import utcnow
 from digest.rank import learned as profiles
+from digest.readers import Readers, SubscriptionRequestData
 from digest.subscribers import confirmation
 from workers.app import app, services
 
@@ -25,6 +27,12 @@ def send_digests(digest_ids: list[int]) -> dict[str, str]:
 @app.task(name="digest.send_confirmation")
 def send_confirmation(subscriber_id: int) -> str:
     return confirmation.send_confirmation(services(), subscriber_id)
+
+
+@app.task(name="digest.answer_subscription")
+def answer_subscription(request: SubscriptionRequestData) -> None:
+    current = services()
+    Readers(current, CeleryDispatcher(), default_limits(current.settings)).answer_subscription(request)
 
 
 @app.task(name="digest.run_day")
@@ -73,6 +81,9 @@ class CeleryDispatcher:
 
     def send_confirmation(self, subscriber_id: int) -> None:
         send_confirmation.delay(subscriber_id)
+
+    def answer_subscription(self, request: SubscriptionRequestData) -> None:
+        answer_subscription.delay(request)
 
     def retrain(self, subscriber_id: int) -> None:
         retrain_subscriber.delay(subscriber_id)

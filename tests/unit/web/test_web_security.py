@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from digest.db import transaction
 from digest.limits import MemoryCounter, RedisCounter, SubscribeLimits, default_limits
 from digest.mail.links import CONFIRM_MAX_AGE_SECONDS
 from digest.models import Subscriber, SubscriberStatus, Vote
+from digest.readers import Readers, SubscriptionRequestData
 from digest.services import Services
 from digest.web import create_app
 from tests.support.env import REDIS_URL, free_port, make_settings
@@ -540,3 +542,42 @@ def test_an_ipv6_client_is_its_slash_48_and_a_mapped_ipv4_its_ipv4() -> None:
     assert limits.allow("192.0.2.1", "e@example.org") and limits.allow("::ffff:192.0.2.1", "f@example.org")
     assert not limits.allow("192.0.2.1", "g@example.org"), "the mapped address was the same client"
     assert limits.allow("::ffff:192.0.2.2", "h@example.org"), "mapped addresses do not share one bucket"
+
+
+@dataclass
+class DeferringDispatcher(RecordingDispatcher):
+    """Like the production Celery dispatcher: a subscribe request is handed to a worker as it came."""
+
+    requests: list[SubscriptionRequestData] = field(default_factory=list)
+
+    def answer_subscription(self, request: SubscriptionRequestData) -> None:
+        self.requests.append(request)
+
+
+def test_the_answer_is_sent_before_anything_about_the_address_is_read_or_written(services: Services) -> None:
+    active = add_subscriber(services, "active@example.org", confirmed=True)
+    bounced = add_subscriber(services, "bounced@example.org", confirmed=True)
+    set_status(services, bounced.id, SubscriberStatus.BOUNCED)
+    dispatcher = DeferringDispatcher()
+    before = snapshot(services)
+    with make_client(services, dispatcher, generous()) as client:
+        answers = [
+            submit(client, "/", "/subscribe", {"email": f"{state}@example.org", "topics": "optics"})
+            for state in ("new", "active", "bounced")
+        ]
+    assert len({(a.status_code, a.content) for a in answers}) == 1
+    # Nothing was stored or mailed by the requests themselves: their timing has nothing to depend on.
+    assert snapshot(services) == before and subscriber_count(services) == 2
+    assert dispatcher.confirmations == []
+    assert [r["email"] for r in dispatcher.requests] == [
+        "new@example.org",
+        "active@example.org",
+        "bounced@example.org",
+    ]
+    # The worker's half stores the request and queues the email each address calls for.
+    worker = Readers(services, dispatcher, generous())
+    for request in dispatcher.requests:
+        worker.answer_subscription(request)
+    assert subscriber_count(services) == 3
+    assert len(dispatcher.confirmations) == 2 and active.id in dispatcher.confirmations
+    assert bounced.id not in dispatcher.confirmations
