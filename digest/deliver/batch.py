@@ -64,6 +64,10 @@ def load_batch(services: Services, digest_ids: Sequence[int]) -> list[DigestToSe
                 Subscriber.public_id,
                 Subscriber.topics,
                 Subscriber.status,
+                Subscriber.cadence,
+                Subscriber.send_hour,
+                Subscriber.timezone,
+                Subscriber.weekly_day,
             )
             .join(Subscriber, Subscriber.id == Digest.subscriber_id)
             .where(Digest.id.in_(ids))
@@ -110,7 +114,17 @@ def load_batch(services: Services, digest_ids: Sequence[int]) -> list[DigestToSe
             digest_date=row.digest_date,
             message_id=row.message_id,
             attempts=row.attempts,
-            subscriber=Reader(row.subscriber_id, row.email, row.public_id, list(row.topics), row.status),
+            subscriber=Reader(
+                row.subscriber_id,
+                row.email,
+                row.public_id,
+                list(row.topics),
+                row.status,
+                row.cadence,
+                row.send_hour,
+                row.timezone,
+                row.weekly_day,
+            ),
         )
         for row in rows
     }

@@ -9,9 +9,10 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from digest.bounces.verp import return_path
+from digest.deliver.schedule import describe, schedule_of
 from digest.mail.compose import HTML_LIMIT_BYTES, OutgoingMail, compose
 from digest.mail.render import RenderedEmail, Renderer, trim_abstract
-from digest.models import Digest, SubscriberStatus, Vote
+from digest.models import Cadence, Digest, SubscriberStatus, Vote
 from digest.services import Services
 
 
@@ -38,6 +39,10 @@ class Reader:
     public_id: str
     topics: list[str]
     status: SubscriberStatus
+    cadence: Cadence = Cadence.DAILY
+    send_hour: int = 6
+    timezone: str = "UTC"
+    weekly_day: int = 0
 
 
 @dataclass(slots=True)
@@ -80,6 +85,8 @@ def digest_context(services: Services, row: Digest | DigestToSend) -> dict[str, 
     return {
         "subscriber_email": subscriber.email,
         "topics": list(subscriber.topics),
+        # The reader's real schedule ("every Wednesday at 06:00 America/New_York"), never a fixed "daily".
+        "schedule": describe(schedule_of(subscriber)),
         "digest_date": row.digest_date,
         "items": entries("picks"),
         "trending": entries("trending"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from digest.deliver.schedule import describe, schedule_of
 from digest.mail.compose import compose
 from digest.models import Subscriber, SubscriberStatus
 from digest.services import Services
@@ -41,6 +42,7 @@ def send_confirmation(services: Services, subscriber_id: int) -> str:
             context = {
                 "email": subscriber.email,
                 "topics": list(subscriber.topics),
+                "schedule": describe(schedule_of(subscriber)),
                 "preferences_url": links.preferences_url(subscriber.public_id),
                 "archive_url": links.archive_url(subscriber.public_id),
                 "unsubscribe_url": links.unsubscribe_url(subscriber.public_id),

@@ -9,13 +9,13 @@ from datetime import timedelta
 from email import message_from_bytes, policy
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from digest.db import transaction
 from digest.deliver.day import plan_day, run_day
 from digest.deliver.sending import SendResult, send_digests
 from digest.ingest.files import ingest_paths
-from digest.models import Digest, DigestItem, DigestStatus, Listing, Subscriber
+from digest.models import Cadence, Digest, DigestItem, DigestStatus, Listing, Subscriber
 from digest.services import Services
 from digest.subscribers.subscriptions import subscribe, unsubscribe
 from tests.support.daily import DAY, LORA, OTHER, T0, InlineDispatcher, add_subscriber, ingest, outbox
@@ -195,3 +195,15 @@ def test_two_runs_planning_the_same_day_at_once_send_each_digest_once(
     for plan in plans:
         send_digests(services, plan.to_send)
     assert len(outbox(services)) == 8
+
+
+def test_a_weekly_readers_digest_says_weekly_not_daily(services: Services, tmp_path: Path) -> None:
+    ingest(services, tmp_path, LORA, T0 - timedelta(hours=2))
+    add_subscriber(services, "weekly@example.org", "LoRA")
+    with transaction(services.sessions) as session:
+        session.execute(update(Subscriber).values(cadence=Cadence.WEEKLY, weekly_day=2, send_hour=7))
+    assert run_day(services, DAY, InlineDispatcher(services), now=T0).sent == 1
+    (eml,) = services.settings.outbox_dir.glob("*.eml")
+    message = message_from_bytes(eml.read_bytes(), policy=policy.default)
+    text = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "every Wednesday at 07:00 UTC" in text and "daily" not in text.lower()

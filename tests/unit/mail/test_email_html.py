@@ -53,6 +53,7 @@ def digest_context(picks: int, trending: int = 0, **extra: Any) -> dict[str, Any
     context: dict[str, Any] = {
         "subscriber_email": "a.very.long.reader.name@university.example.org",
         "topics": ["lora", "parameter-efficient fine-tuning", "diffusion transformers", "mixture of experts"],
+        "schedule": "every Wednesday at 06:00 America/New_York",
         "digest_date": date(2026, 11, 23),
         "items": [paper(rank) for rank in range(1, picks + 1)],
         "trending": [
@@ -76,6 +77,7 @@ CONFIRM = {
 ALREADY = {
     "email": "known@example.org",
     "topics": ["lora", "diffusion models"],
+    "schedule": "every day at 06:00 UTC",
     "preferences_url": f"{BASE}/preferences/{TOKEN}p",
     "archive_url": f"{BASE}/archive/{TOKEN}a",
     "unsubscribe_url": f"{BASE}/unsubscribe/{TOKEN}",
@@ -480,3 +482,12 @@ def test_a_digest_too_big_for_gmail_is_rendered_again_with_shorter_abstracts() -
 
     typical = digest_context(10, 3)
     assert render_within_limit(renderer, typical) == renderer.render("digest", typical)
+
+
+def test_the_footer_states_the_readers_own_schedule(rendered: dict[str, RenderedEmail]) -> None:
+    email = rendered["digest-typical"]
+    assert "every Wednesday at 06:00 America/New_York" in " ".join(
+        Document(email.html).all("body")[0].text.split()
+    )
+    assert "every Wednesday at 06:00 America/New_York" in email.text
+    assert "daily" not in email.text.lower()

@@ -49,6 +49,7 @@ def digest_context(items: list[dict], **extra: Any) -> dict[str, Any]:
     context = {
         "subscriber_email": "reader@example.org",
         "topics": ["lora", "fine tuning"],
+        "schedule": "every Friday at 07:00 Europe/Berlin",
         "digest_date": date(2026, 11, 23),
         "items": items,
         "trending": [],
