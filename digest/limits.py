@@ -273,11 +273,5 @@ def default_failed_logins(settings: Settings) -> FailedLogins:
 
 
 def default_limits(settings: Settings) -> SubscribeLimits:
-    url = settings.broker_url
-    if url and url.startswith(("redis://", "rediss://")):
-        # One quick try: a request waits on this, and the counters failing open costs little (see `allow`).
-        client = redis.Redis.from_url(
-            url, socket_timeout=1, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0)
-        )
-        return SubscribeLimits(RedisCounter(client, prefix=f"digest:subscribe-limit:{settings.queue}"))
-    return SubscribeLimits(MemoryCounter())
+    # One quick try against Redis: a request waits on this, and the request limits fail open (see `allow`).
+    return SubscribeLimits(_counter(settings, "subscribe-limit"))

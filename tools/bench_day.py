@@ -203,11 +203,7 @@ def _sample_messages(services: Services, count: int) -> list[tuple[str, str, byt
 
 def _tree_peaks(pid: int) -> list[float]:
     """The worker's own peak and its pool children's; a solo pool has none."""
-    peaks = [peak_rss_mb(pid)]
-    children = Path(f"/proc/{pid}/task/{pid}/children")
-    if children.exists():
-        peaks += [peak_rss_mb(int(child)) for child in children.read_text().split()]
-    return peaks
+    return [peak_rss_mb(member) for member in _tree(pid)]
 
 
 @contextmanager

@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import datetime
+from weakref import WeakKeyDictionary
 
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 
 from digest.mail.digest_email import DigestToSend, Item, Paper, Reader
 from digest.models import Digest, DigestItem, Listing, Subscriber
@@ -43,14 +44,18 @@ class _Papers:
             self.entries.popitem(last=False)
 
 
-_papers_by_engine: dict[int, _Papers] = {}
+# Keyed by the engine object itself, so a new engine (another database) never sees another's papers, and
+# a disposed one takes its cache with it.
+_papers_by_engine: WeakKeyDictionary[Engine, _Papers] = WeakKeyDictionary()
 
 
 def load_batch(services: Services, digest_ids: Sequence[int]) -> list[DigestToSend]:
     """The digests `digest_ids`, in id order, each with its items in rank order."""
     if not digest_ids:
         return []
-    papers = _papers_by_engine.setdefault(id(services.engine), _Papers(PAPER_CACHE_SIZE))
+    papers = _papers_by_engine.get(services.engine)
+    if papers is None:
+        papers = _papers_by_engine[services.engine] = _Papers(PAPER_CACHE_SIZE)
     ids = list(digest_ids)
     with services.engine.connect() as connection:
         rows = connection.execute(
