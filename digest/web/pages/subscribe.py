@@ -12,7 +12,8 @@ from digest.models import SubscriberStatus
 from digest.readers import LinkGone
 from digest.subscribers import subscriptions
 from digest.web.api import mask_email
-from digest.web.pages.common import Web, client_ip
+from digest.web.pages.common import FIRST_DAY_PREVIEW, Web, client_ip
+from digest.web.pages.preview import preview_items
 
 
 # Over 60 lines: a router factory; its handlers are nested here, each a few lines.
@@ -97,6 +98,7 @@ def router(web: Web) -> APIRouter:
                 "topics": subscriber.topics,
                 "schedule": describe(schedule_of(subscriber)),
                 "action": request.url.path,
+                "preview": preview_items(request, web.core.preview(public_id, size=FIRST_DAY_PREVIEW)),
             },
         )
 
