@@ -27,7 +27,7 @@ from digest.models import Cadence, Digest, DigestItem, DigestStatus, Subscriber,
 from digest.rank.learned import LearnedTerms, learned_terms
 from digest.services import Dispatcher, Services
 from digest.subscribers import feedback, subscriptions
-from digest.subscribers.suggestions import suggest
+from digest.subscribers.suggestions import Suggestion, suggest, topic_matches
 
 log = logging.getLogger(__name__)
 
@@ -324,9 +324,17 @@ class Readers:
         return self.services.renderer.render("digest", context).html
 
     # Suggestions ------------------------------------------------------------------------------------
-    def suggestions(self, prefix: str, limit: int = 8) -> list[str]:
+    def suggestions(self, prefix: str, limit: int = 8) -> list[Suggestion]:
         try:
             return suggest(self.services, prefix, limit=limit)
         except Exception:
             log.exception("topic suggestions failed")
             return []
+
+    def topic_matches(self, topics: Sequence[str]) -> list[Suggestion] | None:
+        """How many recent papers mention each topic; None when that cannot be worked out right now."""
+        try:
+            return topic_matches(self.services, list(topics))
+        except Exception:
+            log.exception("topic match counts failed")
+            return None

@@ -11,8 +11,10 @@ from digest.deliver.schedule import WEEKDAYS, InvalidSchedule, describe, schedul
 from digest.models import Cadence, SubscriberStatus
 from digest.readers import PreferencesView
 from digest.subscribers import subscriptions
+from digest.subscribers.suggestions import RECENT_PAPERS
 from digest.web.api import mask_email
 from digest.web.pages.common import Web, bar, local_time, timezone_choices
+from digest.web.pages.fields import FieldError, check_fields, reader_message, typed_topic_matches
 
 STATUS_TEXT = {
     SubscriberStatus.PENDING: "waiting for you to confirm the address",
@@ -32,7 +34,7 @@ def router(web: Web) -> APIRouter:  # noqa: C901 - a router factory: the count i
         view: PreferencesView,
         *,
         status_code: int = 200,
-        error: subscriptions.InvalidSubscription | InvalidSchedule | None = None,
+        errors: dict[str, FieldError] | None = None,
         notice: str | None = None,
         form: dict[str, Any] | None = None,
     ) -> HTMLResponse:
@@ -68,7 +70,10 @@ def router(web: Web) -> APIRouter:  # noqa: C901 - a router factory: the count i
                 "schedule_weekday": WEEKDAYS[schedule.weekly_day],
                 "tz": schedule.timezone,
                 "values": values,
-                "error": error,
+                "errors": errors or {},
+                "matches": typed_topic_matches(web.core, values["topics"]),
+                "matches_url": request.url_for("topic_matches").path,
+                "window": RECENT_PAPERS,
                 "notice": notice,
                 "action": request.url_for("preferences", token=token).path,
                 "cadence_action": request.url_for("preferences_cadence", token=token).path,
@@ -115,19 +120,26 @@ def router(web: Web) -> APIRouter:  # noqa: C901 - a router factory: the count i
             "timezone": timezone if timezone is not None else current.timezone,
             "show_trending": show_trending is not None,
         }
-        try:
-            size = None
-            if digest_size is not None and digest_size.strip():
-                if not digest_size.strip().isdigit():
-                    raise subscriptions.InvalidSubscription(
-                        "digest_size", f"must be a whole number of papers, not {digest_size[:10]!r}"
-                    )
-                size = int(digest_size.strip())
-            web.core.save_preferences(public_id, digest_size=size, **chosen)
-        except (subscriptions.InvalidSubscription, InvalidSchedule) as error:
-            form = {**chosen, "digest_size": (digest_size or "")[:10]}
+        form = {**chosen, "digest_size": (digest_size or "")[:10]}
+        refused = check_fields(
+            topics=topics,
+            cadence=str(chosen["cadence"]),
+            send_hour=str(chosen["send_hour"]),
+            timezone=str(chosen["timezone"]),
+            weekly_day=str(chosen["weekly_day"]),
+            cadences=[c.value for c in Cadence],
+            digest_size=digest_size,
+        )
+        if not refused:
+            size = int(digest_size.strip()) if digest_size is not None and digest_size.strip() else None
+            try:
+                web.core.save_preferences(public_id, digest_size=size, **chosen)
+            except (subscriptions.InvalidSubscription, InvalidSchedule) as error:
+                refusal = reader_message(error)
+                refused = {refusal.field: refusal}
+        if refused:
             return preferences_page(
-                request, token, web.core.preferences(public_id), status_code=422, error=error, form=form
+                request, token, web.core.preferences(public_id), status_code=422, errors=refused, form=form
             )
         return preferences_page(
             request, token, web.core.preferences(public_id), notice="Your settings are saved."
@@ -144,8 +156,13 @@ def router(web: Web) -> APIRouter:  # noqa: C901 - a router factory: the count i
         try:
             subscriber = web.core.set_cadence(public_id, cadence)
         except InvalidSchedule as error:
+            refusal = reader_message(error)
             return preferences_page(
-                request, token, web.core.preferences(public_id), status_code=422, error=error
+                request,
+                token,
+                web.core.preferences(public_id),
+                status_code=422,
+                errors={refusal.field: refusal},
             )
         notice = (
             "Your digests are paused. Nothing is sent until you resume."
