@@ -168,7 +168,7 @@
     if (!matches.length) return;
     var intro = document.createElement("p");
     intro.className = "hint";
-    intro.textContent = "How many of the latest " + size + " papers mention each topic:";
+    intro.textContent = "How many of the latest " + Number(size).toLocaleString("en") + " papers mention each topic:";
     var entries = document.createElement("ul");
     matches.forEach(function (match) {
       var entry = document.createElement("li");
