@@ -148,6 +148,10 @@ class Subscriber(Base):
     # Renewed by every request from the public form for a pending address; only a confirmation link
     # carrying the latest one confirms, so an old link cannot confirm a stranger's newer request.
     confirm_nonce: Mapped[str | None] = mapped_column(String(32))
+    # Terms the reader muted or boosted on the preferences page: {label: {"action": ..., "terms": [...]}}.
+    term_adjustments: Mapped[dict[str, dict[str, Any]] | None] = mapped_column(JSON)
+    # The votes "reset what you learned" took away, kept so the reset can be undone until the next reset.
+    reset_votes: Mapped[list[list[int]] | None] = mapped_column(JSON)
 
 
 class Vote(enum.IntEnum):

@@ -23,10 +23,12 @@ from digest.db import transaction
 from digest.deliver.schedule import InvalidSchedule, Schedule, schedule_of, validated
 from digest.limits import SubscribeLimits
 from digest.mail.digest_email import digest_context
-from digest.models import Cadence, Digest, DigestItem, DigestStatus, Subscriber, Vote
-from digest.rank.learned import LearnedTerms, learned_terms
+from digest.mail.render import trim_abstract
+from digest.models import Cadence, Digest, DigestItem, DigestStatus, Listing, Subscriber, Vote
+from digest.rank.portrait import Portrait, portrait
+from digest.rank.preview import preview
 from digest.services import Dispatcher, Services
-from digest.subscribers import feedback, subscriptions
+from digest.subscribers import feedback, steering, subscriptions
 from digest.subscribers.suggestions import Suggestion, suggest, topic_matches
 
 log = logging.getLogger(__name__)
@@ -35,6 +37,7 @@ T = TypeVar("T")
 HISTORY_SHOWN = 100
 ARCHIVE_SHOWN = 1000
 SIGNUP_CADENCES = (Cadence.DAILY, Cadence.WEEKLY)
+PREVIEW_ABSTRACT = 240
 
 
 class LinkGone(LookupError):
@@ -54,11 +57,33 @@ class ArchiveEntry:
 
 
 @dataclass(frozen=True)
+class DigestPage:
+    """One sent digest as the site shows it: the email's own context, and the reader's votes now."""
+
+    subscriber: Subscriber
+    digest_id: int
+    context: dict[str, object]
+    listing_ids: dict[str, list[int]]
+    votes: dict[int, Vote]
+
+
+@dataclass(frozen=True)
+class PreviewPaper:
+    listing_id: int
+    title: str
+    url: str | None
+    authors: list[str]
+    abstract: str
+    reason: str
+    vote: Vote | None
+
+
+@dataclass(frozen=True)
 class PreferencesView:
     subscriber: Subscriber
     schedule: Schedule
     # None when the profile could not be read (no feature space yet, say); the page says so.
-    learned: LearnedTerms | None
+    learned: Portrait | None
     history: list[feedback.VoteEntry]
 
 
@@ -204,12 +229,55 @@ class Readers:
         subscriber, history = loaded
         return PreferencesView(subscriber, schedule_of(subscriber), self.learned(subscriber.id), history)
 
-    def learned(self, subscriber_id: int) -> LearnedTerms | None:
+    def learned(self, subscriber_id: int) -> Portrait | None:
         try:
-            return learned_terms(self.services, subscriber_id, limit=12)
+            return portrait(self.services, subscriber_id)
         except Exception:
             log.exception("could not work out the learned terms of subscriber %s", subscriber_id)
             return None
+
+    def steer(self, public_id: str, label: str, action: str | None) -> str:
+        """Mute or boost one entry of the profile as the page showed it, or lift that (`action=None`);
+        returns the entry's label. The terms acted on are worked out here, never taken from the form."""
+        subscriber = self.subscriber(public_id)
+        learned = self.learned(subscriber.id)
+        if learned is None:
+            raise subscriptions.InvalidSubscription(
+                "term", "your profile cannot be read right now; try later"
+            )
+        label = label.strip()
+        entries = {e.label: e for e in [*learned.likes, *learned.dislikes, *learned.adjusted]}
+        entry = entries.get(label)
+        if entry is None and action is not None:
+            raise subscriptions.InvalidSubscription("term", f"“{label[:80]}” is not in your profile any more")
+        terms = [] if entry is None else (entry.terms if entry.adjustment else entry.steered_terms)
+
+        def work(session: Session) -> Subscriber | None:
+            found = subscriptions.find_by_public_id(session, public_id)
+            if found is not None:
+                steering.adjust_term(session, found, label, action, terms)
+            return found
+
+        if self.in_transaction(work) is None:
+            raise LinkGone("this link is no longer valid")
+        return label
+
+    def reset_learned(self, public_id: str) -> steering.ResetResult:
+        result = self.in_transaction(lambda s: steering.reset_votes(s, public_id))
+        if result is None:
+            raise LinkGone("this link is no longer valid")
+        return result
+
+    def undo_reset(self, public_id: str) -> steering.ResetResult:
+        result = self.in_transaction(lambda s: steering.undo_reset(s, public_id))
+        if result is None:
+            raise LinkGone("this link is no longer valid")
+        if result.votes:
+            try:
+                self.dispatcher.retrain(result.subscriber_id)
+            except Exception:
+                log.exception("could not queue retraining for subscriber %s", result.subscriber_id)
+        return result
 
     def save_preferences(  # noqa: PLR0913 - keyword-only: one per preference field
         self,
@@ -297,10 +365,10 @@ class Readers:
             raise LinkGone("this link is no longer valid")
         return loaded
 
-    def archived_digest_html(self, public_id: str, digest_id: int) -> str:
-        """The HTML the email had, for a sent digest of this subscriber only."""
+    def digest_page(self, public_id: str, digest_id: int) -> DigestPage:
+        """A sent digest of this subscriber only, with the votes they have cast on its papers since."""
 
-        def load(session: Session) -> dict[str, object] | None:
+        def load(session: Session) -> DigestPage | None:
             subscriber = subscriptions.find_by_public_id(session, public_id)
             if subscriber is None:
                 raise LinkGone("this link is no longer valid")
@@ -316,12 +384,117 @@ class Readers:
                     selectinload(Digest.items).selectinload(DigestItem.listing),
                 )
             ).one_or_none()
-            return None if row is None else digest_context(self.services, row)
+            if row is None:
+                return None
+            listing_ids = {
+                section: [i.listing_id for i in row.items if i.section == section]
+                for section in ("picks", "trending")
+            }
+            wanted = {i.listing_id for i in row.items}
+            votes = {
+                listing_id: vote
+                for listing_id, vote in feedback.votes_for(session, subscriber.id).items()
+                if listing_id in wanted
+            }
+            return DigestPage(subscriber, row.id, digest_context(self.services, row), listing_ids, votes)
 
-        context = self.reading(load)
-        if context is None:
+        page = self.reading(load)
+        if page is None:
             raise DigestNotFound(f"no sent digest {digest_id} for this subscriber")
-        return self.services.renderer.render("digest", context).html
+        return page
+
+    def vote_in_digest(
+        self, public_id: str, digest_id: int, listing_id: int, vote: Vote | None
+    ) -> feedback.VoteResult:
+        """A vote from the digest's page, for a paper that digest carried (`None` takes the vote back)."""
+
+        def work(session: Session) -> feedback.VoteResult:
+            subscriber = subscriptions.find_by_public_id(session, public_id)
+            if subscriber is None:
+                raise LinkGone("this link is no longer valid")
+            carried = session.scalar(
+                select(DigestItem.id)
+                .join(Digest, Digest.id == DigestItem.digest_id)
+                .where(
+                    DigestItem.digest_id == digest_id,
+                    DigestItem.listing_id == listing_id,
+                    Digest.subscriber_id == subscriber.id,
+                    Digest.status == DigestStatus.SENT,
+                )
+            )
+            if carried is None:
+                raise DigestNotFound(f"paper {listing_id} is not in this digest")
+            if vote is None:
+                return feedback.remove_vote(session, public_id, listing_id)
+            return feedback.record_vote(session, public_id, listing_id, vote)
+
+        result = self.in_transaction(work)
+        self.retrain_after(result)
+        return result
+
+    def digest_with(self, public_id: str, listing_id: int) -> tuple[int, int] | None:
+        """The latest sent digest that carried this paper to this subscriber: (digest id, its papers)."""
+
+        def load(session: Session) -> tuple[int, int] | None:
+            subscriber = subscriptions.find_by_public_id(session, public_id)
+            if subscriber is None:
+                return None
+            digest_id = session.scalar(
+                select(Digest.id)
+                .join(DigestItem, DigestItem.digest_id == Digest.id)
+                .where(
+                    Digest.subscriber_id == subscriber.id,
+                    Digest.status == DigestStatus.SENT,
+                    DigestItem.listing_id == listing_id,
+                )
+                .order_by(Digest.digest_date.desc(), Digest.id.desc())
+                .limit(1)
+            )
+            if digest_id is None:
+                return None
+            count = session.scalar(select(func.count(DigestItem.id)).where(DigestItem.digest_id == digest_id))
+            return int(digest_id), int(count or 0)
+
+        return self.reading(load)
+
+    def preview(self, public_id: str, size: int = 5) -> list[PreviewPaper]:
+        """What the reader's digest would hold if it were sent now (the first-day preview); [] if that
+        cannot be worked out, which the pages treat as "nothing to show yet"."""
+        subscriber = self.subscriber(public_id)
+        try:
+            picks = preview(
+                self.services,
+                subscriber.id,
+                list(subscriber.topics),
+                size=size,
+                adjustments=subscriber.term_adjustments,
+            )
+        except Exception:
+            log.exception("could not work out the preview of subscriber %s", subscriber.id)
+            return []
+
+        def load(session: Session) -> list[PreviewPaper]:
+            ids = [listing_id for listing_id, *_ in picks]
+            listings = {row.id: row for row in session.scalars(select(Listing).where(Listing.id.in_(ids)))}
+            votes = feedback.votes_for(session, subscriber.id)
+            return [
+                PreviewPaper(
+                    listing_id,
+                    listings[listing_id].title,
+                    listings[listing_id].url,
+                    list(listings[listing_id].authors or []),
+                    trim_abstract(listings[listing_id].abstract, PREVIEW_ABSTRACT),
+                    reason,
+                    votes.get(listing_id),
+                )
+                for listing_id, _, reason, _ in picks
+                if listing_id in listings
+            ]
+
+        return self.reading(load)
+
+    def paper(self, listing_id: int) -> Listing | None:
+        return self.reading(lambda s: s.get(Listing, listing_id))
 
     # Suggestions ------------------------------------------------------------------------------------
     def suggestions(self, prefix: str, limit: int = 8) -> list[Suggestion]:

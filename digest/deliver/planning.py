@@ -245,7 +245,11 @@ def claim_for_planning(services: Services, now: datetime) -> list[Candidate]:
             chunk = subscriber_ids[start : start + CLAIM_CHUNK]
             for row in session.execute(
                 select(
-                    Subscriber.id, Subscriber.topics, Subscriber.digest_size, Subscriber.show_trending
+                    Subscriber.id,
+                    Subscriber.topics,
+                    Subscriber.digest_size,
+                    Subscriber.show_trending,
+                    Subscriber.term_adjustments,
                 ).where(Subscriber.id.in_(chunk))
             ):
                 details[row.id] = row
@@ -265,6 +269,7 @@ def claim_for_planning(services: Services, now: datetime) -> list[Candidate]:
             size=details[subscriber_id].digest_size or settings.digest_size,
             since=previous_until.get(subscriber_id) or first_window_start,
             show_trending=bool(details[subscriber_id].show_trending),
+            adjustments=details[subscriber_id].term_adjustments or None,
         )
         for subscriber_id in subscriber_ids
         if subscriber_id in details

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -22,9 +21,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from digest.db import transaction
-from digest.models import Feedback, Listing, Subscriber, SubscriberModel, Vote, utcnow
-from digest.rank.features import N_FEATURES, FeatureSpace, listing_text, term_columns, terms
-from digest.rank.profile import Votes, can_learn, profile, train_learned
+from digest.models import Feedback, Listing, SubscriberModel, Vote, utcnow
+from digest.rank.features import N_FEATURES, FeatureSpace, listing_text
+from digest.rank.profile import Votes, can_learn, train_learned
 from digest.services import Services
 
 log = logging.getLogger(__name__)
@@ -238,78 +237,3 @@ def retrain(services: Services, subscriber_id: int) -> bool:
             return False
         store_learned(session, subscriber_id, loaded.key, vector)
     return True
-
-
-@dataclass
-class LearnedTerms:
-    """What the subscriber's profile leans on, in words: the terms that pull papers in and push them out."""
-
-    pulling: list[tuple[str, float]]
-    pushing: list[tuple[str, float]]
-    votes: int
-
-
-def learned_terms(services: Services, subscriber_id: int, limit: int = 12) -> LearnedTerms:
-    """Name the heaviest columns of the subscriber's profile.
-
-    Hashed columns have no names, so candidate terms are taken from what shaped the profile (the topics
-    as typed, with their acronyms, and the papers voted on) and hashed to find their columns.
-    """
-    space = current_space(services, refit=False)
-    with services.sessions() as session:
-        topics = session.scalar(select(Subscriber.topics).where(Subscriber.id == subscriber_id)) or []
-        loaded = load_votes(session, space, [subscriber_id]).get(subscriber_id)
-        voted_texts = [
-            listing_text(title, abstract)
-            for title, abstract in session.execute(
-                select(Listing.title, Listing.abstract)
-                .join(Feedback, Feedback.listing_id == Listing.id)
-                .where(Feedback.subscriber_id == subscriber_id)
-            )
-        ]
-        learned = learned_vectors(session, {subscriber_id: loaded.key}).get(subscriber_id) if loaded else None
-    keyword = (
-        space.keyword_vector(list(topics)) if topics else sp.csr_matrix((1, N_FEATURES), dtype=np.float32)
-    )
-    vector = profile(keyword, loaded.votes, learned) if loaded else keyword
-    weights = dict(zip(vector.indices.tolist(), vector.data.tolist(), strict=True))
-    candidates = sorted(
-        {t for topic in topics for t in terms(space.expand(topic))}
-        | {t for text in voted_texts for t in terms(text)}
-    )
-    named: dict[int, str] = {}
-    columns = term_columns(candidates)
-    for term, column in zip(candidates, columns, strict=True):
-        # Prefer the longer name when a unigram and a bigram share a column (hash collisions are rare).
-        if weights.get(column) and len(term) > len(named.get(column, "")):
-            named[column] = term
-    hyphenated = _hyphenated_forms([*topics, *voted_texts])
-    shown = {c: _display(name, hyphenated) for c, name in named.items()}
-    ranked = sorted(((weights[c], name) for c, name in shown.items() if name), reverse=True)
-    pulling = [(name, round(float(w), 4)) for w, name in ranked if w > 0][:limit]
-    pushing = [(name, round(float(w), 4)) for w, name in reversed(ranked) if w < 0][:limit]
-    return LearnedTerms(pulling, pushing, loaded.votes.count if loaded else 0)
-
-
-_HYPHENATED = re.compile(r"\b[a-z0-9]+(?:-[a-z0-9]+)+\b")
-
-
-def _hyphenated_forms(texts: Iterable[str]) -> dict[str, str]:
-    """The analyzer joins hyphenated words ("longsequence"); people write them with the hyphen."""
-    forms: dict[str, str] = {}
-    for text in texts:
-        for word in _HYPHENATED.findall(text.lower()):
-            forms.setdefault(word.replace("-", ""), word)
-    return forms
-
-
-def _display(term: str, hyphenated: dict[str, str]) -> str:
-    """A term as a person would write it; "" for a pair the analyzer made of a word and its own part."""
-    words = term.split(" ")
-    if len(words) == 2:
-        first, second = words
-        if (first in hyphenated and second in hyphenated[first].split("-")) or (
-            second in hyphenated and first in hyphenated[second].split("-")
-        ):
-            return ""
-    return " ".join(hyphenated.get(word, word) for word in words)

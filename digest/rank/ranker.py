@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from digest.db import transaction
 from digest.models import DigestItem, Listing
+from digest.rank.adjust import Adjustments, adjusted
 from digest.rank.choose import choose_block, scores
 from digest.rank.explain import Explainer
 from digest.rank.features import listing_text
@@ -44,6 +45,8 @@ class Candidate:
     size: int
     since: datetime
     show_trending: bool = True
+    # Terms muted or boosted on the preferences page (`digest.rank.adjust`); None for most readers.
+    adjustments: Adjustments | None = None
 
 
 class Ranker:
@@ -111,6 +114,12 @@ class Ranker:
             for column, c in enumerate(block)
             if c.subscriber_id in votes
         }
+        for column, c in enumerate(block):
+            if c.adjustments:
+                base = moved.get(column)
+                moved[column] = adjusted(
+                    base if base is not None else self.keyword_profiles.vector(c.topics), c.adjustments
+                )
         if moved:
             columns = sorted(moved)
             block_scores[:, columns] = scores(docs, sp.vstack([moved[c] for c in columns], format="csr"))

@@ -181,8 +181,8 @@ def api_router(core: Readers) -> APIRouter:
             learned=None
             if learned is None
             else Learned(
-                pulling=[Term(term=t, weight=w) for t, w in learned.pulling],
-                pushing=[Term(term=t, weight=w) for t, w in learned.pushing],
+                pulling=[Term(term=e.label, weight=round(e.weight, 4)) for e in learned.likes],
+                pushing=[Term(term=e.label, weight=round(e.weight, 4)) for e in learned.dislikes],
                 votes=learned.votes,
             ),
             votes=[

@@ -20,7 +20,7 @@ from digest.services import Dispatcher, Services
 from digest.web.admin import admin_router
 from digest.web.api import api_router, mask_email
 from digest.web.errors import install_error_pages
-from digest.web.pages import archive, feedback, preferences, site, subscribe, unsubscribe
+from digest.web.pages import archive, feedback, papers, preferences, preview, site, subscribe, unsubscribe
 from digest.web.pages.common import TEMPLATES_DIR, Pages, Web, timezone_choices
 from digest.web.security import Csrf, RequestGuards, SecurityHeaders
 from digest.web.server import server_options
@@ -61,7 +61,7 @@ def create_app(
     web = Web(settings=settings, core=core, pages=pages, csrf=csrf)
     app.include_router(api_router(core))
     app.include_router(admin_router(services, pages.render, admin_logins), include_in_schema=False)
-    for module in (site, subscribe, feedback, unsubscribe, preferences, archive):
+    for module in (site, subscribe, feedback, unsubscribe, preview, preferences, archive, papers):
         app.include_router(module.router(web))
     install_error_pages(app, web)
     return app

@@ -1,35 +1,78 @@
-"""Past digests: the list, and each one as the email showed it."""
+"""Past digests: the list, and each one as a page of the site where every paper can be voted on."""
 
 from __future__ import annotations
 
-import re
+from functools import partial
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
 from digest.deliver.schedule import describe, schedule_of
+from digest.mail.links import BadLink
+from digest.readers import DigestPage
 from digest.web.api import mask_email
 from digest.web.pages.common import Web
-
-# The email's own HTML needs its inline styles; it runs no script and posts no form.
-ARCHIVED_DIGEST_CSP = (
-    "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; form-action 'none'; "
-    "frame-ancestors 'none'; base-uri 'none'"
+from digest.web.pages.votes import (
+    cast_vote,
+    paper_href,
+    undo_vote,
+    vote_name,
+    vote_notice,
 )
-_LINK_WITHOUT_REL = re.compile(r"<a (?![^>]*\brel=)", re.IGNORECASE)
 
 
 def router(web: Web) -> APIRouter:
     router = APIRouter(include_in_schema=False)
 
+    def digest_view(
+        request: Request, token: str, page: DigestPage, notice: dict[str, Any] | None
+    ) -> HTMLResponse:
+        context = page.context
+
+        def papers(section: str) -> list[dict[str, Any]]:
+            entries = context["trending" if section == "trending" else "items"]
+            assert isinstance(entries, list)
+            return [
+                {
+                    **entry,
+                    "listing_id": listing_id,
+                    "href": paper_href(request, listing_id, entry.get("url")),
+                    "vote": vote_name(page.votes.get(listing_id)),
+                }
+                for entry, listing_id in zip(entries, page.listing_ids[section], strict=True)
+            ]
+
+        picks = papers("picks")
+        return web.pages.page(
+            request,
+            "digest.html",
+            {
+                "digest_date": context["digest_date"],
+                "topics": context["topics"],
+                "schedule": context["schedule"],
+                "email": mask_email(page.subscriber.email),
+                "picks": picks,
+                "trending": papers("trending"),
+                "voted": sum(1 for p in picks if p["vote"]),
+                "vote_action": request.url_for("digest_vote", token=token).path,
+                "undo_action": request.url_for("digest_vote_undo", token=token).path,
+                "notice": notice,
+                "all_digests": request.url_for(
+                    "archive", token=web.links.archive_token(page.subscriber.public_id)
+                ).path,
+                **web.links_for(request, page.subscriber),
+            },
+        )
+
     @router.get("/archive/{token}", name="archive", include_in_schema=False)
-    def archive(request: Request, token: str) -> Response:
+    def archive(
+        request: Request, token: str, saved: str | None = None, undone: str | None = None
+    ) -> Response:
         public_id, digest_id = web.links.read_archive(token)
         if digest_id is not None:
-            html = _LINK_WITHOUT_REL.sub(
-                '<a rel="noopener noreferrer" ', web.core.archived_digest_html(public_id, digest_id)
-            )
-            return HTMLResponse(html, headers={"Content-Security-Policy": ARCHIVED_DIGEST_CSP})
+            page = web.core.digest_page(public_id, digest_id)
+            return digest_view(request, token, page, vote_notice(web, public_id, saved, undone))
         subscriber, entries = web.core.archive(public_id)
         return web.pages.page(
             request,
@@ -49,6 +92,46 @@ def router(web: Web) -> APIRouter:
                 ],
                 **web.links_for(request, subscriber),
             },
+        )
+
+    def one_digest(token: str) -> tuple[str, int]:
+        public_id, digest_id = web.links.read_archive(token)
+        if digest_id is None:
+            raise BadLink("this link is not valid")
+        return public_id, digest_id
+
+    @router.post(
+        "/archive/{token}/vote", name="digest_vote", include_in_schema=False, dependencies=web.form_checked
+    )
+    def vote(
+        request: Request,
+        token: str,
+        listing_id: Annotated[str, Form()] = "",
+        vote: Annotated[str, Form()] = "",
+    ) -> Response:
+        public_id, digest_id = one_digest(token)
+        page = request.url_for("archive", token=token).path
+        return cast_vote(
+            web,
+            request,
+            page,
+            public_id,
+            listing_id,
+            vote,
+            partial(web.core.vote_in_digest, public_id, digest_id),
+        )
+
+    @router.post(
+        "/archive/{token}/undo",
+        name="digest_vote_undo",
+        include_in_schema=False,
+        dependencies=web.form_checked,
+    )
+    def undo(request: Request, token: str, undo: Annotated[str, Form()] = "") -> Response:
+        public_id, digest_id = one_digest(token)
+        page = request.url_for("archive", token=token).path
+        return undo_vote(
+            web, request, page, public_id, undo, partial(web.core.vote_in_digest, public_id, digest_id)
         )
 
     return router

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates" / "web"
 _BAR_STEPS = 20
+FIRST_DAY_PREVIEW = 5
 # Forms posting below a page's own path: /preferences/{token}/..., /unsubscribe/{token}/resubscribe.
 _NESTED_FORM = re.compile(r"(.*/(?:preferences|unsubscribe)/[^/]+)/.+")
 
@@ -63,6 +64,7 @@ class Pages:
         html = self.env.get_template(name).render(
             stylesheet=request.url_for("static", name="style.css").path,
             script=request.url_for("static", name="app.js").path,
+            votes_script=request.url_for("static", name="votes.js").path,
             icon=request.url_for("static", name="icon.svg").path,
             home=request.url_for("home").path,
             csp_nonce=getattr(request.state, "csp_nonce", ""),
@@ -154,11 +156,16 @@ class Web:
         return self.pages.page(request, "error.html", context, status_code=status_code)
 
     def subscribed_page(self, request: Request, subscriber: Subscriber, heading: str) -> HTMLResponse:
+        from digest.web.pages.preview import preview_forms, preview_items
+
         schedule = schedule_of(subscriber)
+        papers = self.core.preview(subscriber.public_id, size=FIRST_DAY_PREVIEW)
         return self.pages.page(
             request,
             "subscribed.html",
             {
+                "picks": preview_items(request, papers),
+                **preview_forms(self, request, subscriber),
                 "heading": heading,
                 "topics": subscriber.topics,
                 "schedule": describe(schedule),

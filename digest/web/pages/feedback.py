@@ -24,10 +24,17 @@ def router(web: Web) -> APIRouter:
         link = web.links.read_feedback(token)
         result = web.core.vote(link.public_id, link.listing_id, link.vote)
         undo = web.links.undo_token(link.public_id, link.listing_id, result.previous)
+        carried = web.core.digest_with(link.public_id, link.listing_id)
         return web.pages.page(
             request,
             "feedback_saved.html",
             {
+                "digest": None
+                if carried is None
+                else request.url_for(
+                    "archive", token=web.links.archive_token(link.public_id, carried[0])
+                ).path,
+                "others": 0 if carried is None else max(carried[1] - 1, 0),
                 "title": result.listing.title,
                 "vote": result.current,
                 "undo": request.url_for("feedback_undo", token=undo).path,

@@ -11,9 +11,10 @@ from digest.deliver.schedule import WEEKDAYS, InvalidSchedule, describe, schedul
 from digest.models import Cadence, SubscriberStatus
 from digest.readers import PreferencesView
 from digest.subscribers import subscriptions
+from digest.subscribers.steering import NothingToUndo
 from digest.subscribers.suggestions import RECENT_PAPERS
 from digest.web.api import mask_email
-from digest.web.pages.common import Web, bar, local_time, timezone_choices
+from digest.web.pages.common import Web, local_time, timezone_choices
 from digest.web.pages.fields import FieldError, check_fields, reader_message, typed_topic_matches
 
 STATUS_TEXT = {
@@ -37,6 +38,8 @@ def router(web: Web) -> APIRouter:  # noqa: C901 - a router factory: the count i
         errors: dict[str, FieldError] | None = None,
         notice: str | None = None,
         form: dict[str, Any] | None = None,
+        notice_learned: str | None = None,
+        offer_undo_reset: bool = False,
     ) -> HTMLResponse:
         subscriber, schedule, learned = view.subscriber, view.schedule, view.learned
         values: dict[str, Any] = {
@@ -52,11 +55,6 @@ def router(web: Web) -> APIRouter:  # noqa: C901 - a router factory: the count i
         zones = timezone_choices()
         if values["timezone"] not in zones:
             zones = (values["timezone"], *zones)
-        terms: dict[str, list[dict[str, Any]]] = {"pulling": [], "pushing": []}
-        if learned is not None:
-            largest = max((abs(w) for _, w in [*learned.pulling, *learned.pushing]), default=0.0)
-            for kind, pairs in (("pulling", learned.pulling), ("pushing", learned.pushing)):
-                terms[kind] = [{"term": t, "weight": w, "bar": bar(w, largest)} for t, w in pairs]
         return web.pages.page(
             request,
             "preferences.html",
@@ -85,8 +83,13 @@ def router(web: Web) -> APIRouter:  # noqa: C901 - a router factory: the count i
                 "zones": zones,
                 "max_digest_size": subscriptions.MAX_DIGEST_SIZE,
                 "learned_available": learned is not None,
-                "learned_votes": learned.votes if learned is not None else 0,
-                "terms": terms,
+                "learned": learned,
+                "notice_learned": notice_learned,
+                "undo_reset": request.url_for("preferences_undo_reset", token=token).path
+                if offer_undo_reset
+                else None,
+                "steer_action": request.url_for("preferences_steer", token=token).path,
+                "reset_action": request.url_for("preferences_reset", token=token).path,
                 "history": view.history,
                 **web.links_for(request, subscriber),
             },
@@ -186,5 +189,72 @@ def router(web: Web) -> APIRouter:  # noqa: C901 - a router factory: the count i
             else f"There was no vote on “{result.listing.title}” to remove."
         )
         return preferences_page(request, token, web.core.preferences(public_id), notice=notice)
+
+    @router.post(
+        "/preferences/{token}/terms",
+        name="preferences_steer",
+        include_in_schema=False,
+        dependencies=web.form_checked,
+    )
+    def steer(
+        request: Request,
+        token: str,
+        term: Annotated[str, Form()] = "",
+        action: Annotated[str, Form()] = "",
+    ) -> HTMLResponse:
+        public_id = web.links.read_preferences(token)
+        wanted = {"mute": "mute", "boost": "boost", "lift": None}
+        try:
+            if action not in wanted:
+                raise subscriptions.InvalidSubscription("action", "choose Mute, Boost or lift one")
+            label = web.core.steer(public_id, term, wanted[action])
+        except subscriptions.InvalidSubscription as error:
+            return preferences_page(
+                request, token, web.core.preferences(public_id), status_code=422, notice_learned=error.problem
+            )
+        done = {
+            "mute": f"Muted “{label}”: papers about it go down in your next digest.",
+            "boost": f"Boosted “{label}”: papers about it come up in your next digest.",
+            "lift": f"“{label}” counts as your topics and votes say again.",
+        }[action]
+        return preferences_page(request, token, web.core.preferences(public_id), notice_learned=done)
+
+    @router.post(
+        "/preferences/{token}/reset",
+        name="preferences_reset",
+        include_in_schema=False,
+        dependencies=web.form_checked,
+    )
+    def reset(request: Request, token: str) -> HTMLResponse:
+        public_id = web.links.read_preferences(token)
+        result = web.core.reset_learned(public_id)
+        notice = (
+            f"Forgot your {result.votes} vote{'' if result.votes == 1 else 's'}: your digest now follows "
+            "your topics (and any muted or boosted terms) only."
+            if result.votes
+            else "There were no votes to forget."
+        )
+        return preferences_page(
+            request,
+            token,
+            web.core.preferences(public_id),
+            notice_learned=notice,
+            offer_undo_reset=bool(result.votes),
+        )
+
+    @router.post(
+        "/preferences/{token}/reset/undo",
+        name="preferences_undo_reset",
+        include_in_schema=False,
+        dependencies=web.form_checked,
+    )
+    def undo_reset(request: Request, token: str) -> HTMLResponse:
+        public_id = web.links.read_preferences(token)
+        try:
+            result = web.core.undo_reset(public_id)
+            notice = f"Your {result.votes} vote{'' if result.votes == 1 else 's'} are back."
+        except NothingToUndo:
+            notice = "There is no reset to undo."
+        return preferences_page(request, token, web.core.preferences(public_id), notice_learned=notice)
 
     return router

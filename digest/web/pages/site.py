@@ -16,7 +16,12 @@ from digest.web.pages.common import TEMPLATES_DIR, Web
 
 log = logging.getLogger(__name__)
 
-STATIC_FILES = {"style.css": "text/css", "app.js": "text/javascript", "icon.svg": "image/svg+xml"}
+STATIC_FILES = {
+    "style.css": "text/css",
+    "app.js": "text/javascript",
+    "votes.js": "text/javascript",
+    "icon.svg": "image/svg+xml",
+}
 
 
 def router(web: Web) -> APIRouter:

@@ -13,8 +13,9 @@ from digest.readers import LinkGone
 from digest.subscribers import subscriptions
 from digest.subscribers.suggestions import RECENT_PAPERS
 from digest.web.api import mask_email
-from digest.web.pages.common import Web, client_ip
+from digest.web.pages.common import FIRST_DAY_PREVIEW, Web, client_ip
 from digest.web.pages.fields import FieldError, check_fields, reader_message, typed_topic_matches
+from digest.web.pages.preview import preview_items
 
 
 def _choices_again(cadence: str, hour: str, weekly_day: str, default_hour: int) -> dict[str, Any]:
@@ -131,6 +132,7 @@ def router(web: Web) -> APIRouter:  # noqa: C901 - a router factory: the count i
                 "topics": subscriber.topics,
                 "schedule": describe(schedule_of(subscriber)),
                 "action": request.url.path,
+                "preview": preview_items(request, web.core.preview(public_id, size=FIRST_DAY_PREVIEW)),
             },
         )
 

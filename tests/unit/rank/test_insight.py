@@ -10,7 +10,8 @@ from sqlalchemy import select
 from digest.db import transaction
 from digest.ingest.files import ingest_paths
 from digest.models import Listing, Subscriber, Vote, utcnow
-from digest.rank.learned import learned_terms, retrain
+from digest.rank.learned import retrain
+from digest.rank.portrait import portrait
 from digest.services import Services
 from digest.subscribers.feedback import record_vote
 from digest.subscribers.subscriptions import subscribe
@@ -44,9 +45,9 @@ def test_learned_terms_name_what_votes_pulled_in_and_pushed_out(services: Servic
     with transaction(services.sessions) as session:
         result = subscribe(session, "voter@example.org", "graph networks", confirmed=True)
         public_id = session.scalars(select(Subscriber.public_id)).one()
-    before = learned_terms(services, result.subscriber_id)
-    assert before.votes == 0 and [t for t, _ in before.pulling][:2] and before.pushing == []
-    assert "graph" in [t for t, _ in before.pulling]
+    before = portrait(services, result.subscriber_id)
+    assert before.votes == 0 and before.dislikes == [] and before.votes_until_model == 4
+    assert [e.label for e in before.likes] == ["graph networks"] and before.likes[0].from_topic
 
     with services.sessions() as session:
         ids = {title: i for i, title in session.execute(select(Listing.id, Listing.title))}
@@ -57,10 +58,12 @@ def test_learned_terms_name_what_votes_pulled_in_and_pushed_out(services: Servic
             record_vote(session, public_id, ids[title], Vote.LESS)
     assert retrain(services, result.subscriber_id)
 
-    after = learned_terms(services, result.subscriber_id)
-    pulling = [t for t, _ in after.pulling]
-    pushing = [t for t, _ in after.pushing]
-    assert after.votes == 5
+    after = portrait(services, result.subscriber_id)
+    pulling = [e.label.lower() for e in after.likes]
+    pushing = [e.label.lower() for e in after.dislikes]
+    assert after.votes == 5 and after.model_started and after.votes_until_model == 0
     assert any("lora" in t or "adapter" in t or "low-rank" in t or "rank" in t for t in pulling[:6]), pulling
     assert any(t in pushing for t in ("protein", "traffic", "road", "folding", "congestion")), pushing
-    assert all(w > 0 for _, w in after.pulling) and all(w < 0 for _, w in after.pushing)
+    assert all(e.weight > 0 for e in after.likes) and all(e.weight < 0 for e in after.dislikes)
+    # Each side on its own scale: the strongest "less" entry has a full bar, however weak next to the likes.
+    assert after.dislikes[0].share == 1.0 and after.likes[0].share == 1.0
