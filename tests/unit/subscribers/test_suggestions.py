@@ -75,6 +75,23 @@ def test_fragments_and_lone_everyday_words_are_not_suggested(services: Services)
     assert topics(services, "towards") == []
 
 
+def test_a_phrase_ending_where_titles_never_end_one_is_not_suggested(services: Services) -> None:
+    # "augmented" is always followed by more of the topic, so "retrieval augmented" is the front of one;
+    # no single longer phrase has enough of its papers to show that by counting alone.
+    add_papers(
+        services,
+        [
+            ("Retrieval-augmented generation for question answering", "x"),
+            ("Retrieval augmented generation at scale", "x"),
+            ("Retrieval augmented language models", "x"),
+            ("Retrieval-augmented agents", "x"),
+        ],
+    )
+    found = topics(services, "retrieval")
+    assert "retrieval augmented" not in found and "retrieval-augmented" not in found
+    assert [search_key(t) for t in found] == ["retrieval augmented generation"], found
+
+
 def test_a_lone_word_is_suggested_when_it_is_a_name(services: Services) -> None:
     add_papers(
         services,
