@@ -9,6 +9,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from axe_playwright_python.sync_playwright import Axe
+
 from digest.ingest.files import ingest_paths
 from digest.models import utcnow
 from tests.support.browser import LiveApp, screenshot
@@ -40,6 +42,8 @@ def test_suggestions_show_counts_and_an_unmatched_topic_gets_a_note(
     assert drawn.strip('"') == count
     assert first.get_attribute("aria-label") == f"diffusion models, {count} recently"
     screenshot(page, "subscribe-suggestion-counts-desktop")
+    audit = Axe().run(page)
+    assert audit.violations_count == 0, audit.generate_snapshot()
 
     first.click()
     page.type("#topics", "protein folding", delay=10)
@@ -66,5 +70,7 @@ def test_suggestions_show_counts_and_an_unmatched_topic_gets_a_note(
     assert page.get_attribute("#email", "aria-invalid") == "true"
     assert "No recent paper mentions “protein folding” yet" in page.inner_text("#topic-matches")
     screenshot(page, "subscribe-errors-desktop")
+    audit = Axe().run(page)
+    assert audit.violations_count == 0, audit.generate_snapshot()
     assert [p for p in problems if "422" not in p] == [], problems
     context.close()
