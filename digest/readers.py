@@ -29,7 +29,7 @@ from digest.rank.portrait import Portrait, portrait
 from digest.rank.preview import preview
 from digest.services import Dispatcher, Services
 from digest.subscribers import feedback, steering, subscriptions
-from digest.subscribers.suggestions import suggest
+from digest.subscribers.suggestions import Suggestion, suggest, topic_matches
 
 log = logging.getLogger(__name__)
 
@@ -497,9 +497,17 @@ class Readers:
         return self.reading(lambda s: s.get(Listing, listing_id))
 
     # Suggestions ------------------------------------------------------------------------------------
-    def suggestions(self, prefix: str, limit: int = 8) -> list[str]:
+    def suggestions(self, prefix: str, limit: int = 8) -> list[Suggestion]:
         try:
             return suggest(self.services, prefix, limit=limit)
         except Exception:
             log.exception("topic suggestions failed")
             return []
+
+    def topic_matches(self, topics: Sequence[str]) -> list[Suggestion] | None:
+        """How many recent papers mention each topic; None when that cannot be worked out right now."""
+        try:
+            return topic_matches(self.services, list(topics))
+        except Exception:
+            log.exception("topic match counts failed")
+            return None

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from digest.deliver.schedule import describe
@@ -19,8 +19,10 @@ from digest.models import Cadence, SubscriberStatus, Vote
 from digest.readers import PreferencesView, Readers
 from digest.subscribers import feedback
 from digest.subscribers.subscriptions import MAX_DIGEST_SIZE, MAX_EMAIL_LENGTH, MAX_TOPIC_LENGTH, MAX_TOPICS
+from digest.subscribers.suggestions import RECENT_PAPERS
 
 Topic = Annotated[str, Field(max_length=MAX_TOPIC_LENGTH)]
+TopicQuery = Annotated[list[Topic], Query(max_length=MAX_TOPICS)]
 VoteName = Literal["more", "less"]
 VOTE_NAMES: dict[Vote, VoteName] = {Vote.MORE: "more", Vote.LESS: "less"}
 
@@ -108,9 +110,20 @@ class VoteOut(BaseModel):
     changed: bool
 
 
+class SuggestedTopic(BaseModel):
+    topic: str
+    papers: int = Field(description="How many recent papers mention it (title or abstract)")
+
+
 class Suggestions(BaseModel):
     query: str
-    suggestions: list[str]
+    suggestions: list[SuggestedTopic]
+    window: int = Field(description="Recent papers means the latest this many stored")
+
+
+class TopicMatches(BaseModel):
+    topics: list[SuggestedTopic] = Field(description="One per topic asked about, in the same order")
+    window: int = Field(description="Recent papers means the latest this many stored")
 
 
 def mask_email(address: str) -> str:
@@ -256,7 +269,27 @@ def api_router(core: Readers) -> APIRouter:
 
     @router.get("/suggest", name="suggest", response_model=Suggestions)
     def suggest(q: Annotated[str, Query(max_length=100)] = "") -> Suggestions:
-        """Topics the stored papers use, starting with (or containing a word starting with) `q`."""
-        return Suggestions(query=q, suggestions=core.suggestions(q))
+        """Topics the stored papers use, starting with (or containing a word starting with) `q`, each with
+        how many recent papers mention it."""
+        found = [SuggestedTopic(topic=s.topic, papers=s.papers) for s in core.suggestions(q)]
+        return Suggestions(query=q, suggestions=found, window=RECENT_PAPERS)
+
+    @router.get(
+        "/topics/matches",
+        name="topic_matches",
+        response_model=TopicMatches,
+        responses={503: {"model": Problem, "description": "The counts cannot be worked out right now"}},
+    )
+    def matches(
+        topic: TopicQuery,
+    ) -> TopicMatches:
+        """How many recent papers mention each whole topic (`topic` repeated, up to 20): 0 means a digest
+        on it would be empty for now."""
+        counted = core.topic_matches(topic)
+        if counted is None:
+            raise HTTPException(503, "the counts cannot be worked out right now; try again later")
+        return TopicMatches(
+            topics=[SuggestedTopic(topic=s.topic, papers=s.papers) for s in counted], window=RECENT_PAPERS
+        )
 
     return router

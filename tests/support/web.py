@@ -131,6 +131,14 @@ def tampered(token: str) -> str:
     return token[:position] + replacement + token[position + 1 :]
 
 
+def without_typed_address(response: httpx.Response, address: str) -> bytes:
+    """The answer with the address it repeats back blanked, for comparing answers to different addresses:
+    the one place it may differ, and it must (once, as typed and normalised)."""
+    shown = html.escape(address.strip().lower()).encode()
+    assert response.content.count(shown) == 1, f"{address} is not shown once in the answer"
+    return response.content.replace(shown, b"ADDRESS")
+
+
 def without_nonce(headers: httpx.Headers) -> dict[str, str]:
     """Response headers with the per-response CSP nonce blanked, for comparing two answers."""
     plain = dict(headers)

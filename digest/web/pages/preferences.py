@@ -12,8 +12,10 @@ from digest.models import Cadence, SubscriberStatus
 from digest.readers import PreferencesView
 from digest.subscribers import subscriptions
 from digest.subscribers.steering import NothingToUndo
+from digest.subscribers.suggestions import RECENT_PAPERS
 from digest.web.api import mask_email
 from digest.web.pages.common import Web, local_time, timezone_choices
+from digest.web.pages.fields import FieldError, check_fields, reader_message, typed_topic_matches
 
 STATUS_TEXT = {
     SubscriberStatus.PENDING: "waiting for you to confirm the address",
@@ -33,7 +35,7 @@ def router(web: Web) -> APIRouter:  # noqa: C901 - a router factory: the count i
         view: PreferencesView,
         *,
         status_code: int = 200,
-        error: subscriptions.InvalidSubscription | InvalidSchedule | None = None,
+        errors: dict[str, FieldError] | None = None,
         notice: str | None = None,
         form: dict[str, Any] | None = None,
         notice_learned: str | None = None,
@@ -66,7 +68,10 @@ def router(web: Web) -> APIRouter:  # noqa: C901 - a router factory: the count i
                 "schedule_weekday": WEEKDAYS[schedule.weekly_day],
                 "tz": schedule.timezone,
                 "values": values,
-                "error": error,
+                "errors": errors or {},
+                "matches": typed_topic_matches(web.core, values["topics"]),
+                "matches_url": request.url_for("topic_matches").path,
+                "window": RECENT_PAPERS,
                 "notice": notice,
                 "action": request.url_for("preferences", token=token).path,
                 "cadence_action": request.url_for("preferences_cadence", token=token).path,
@@ -118,19 +123,26 @@ def router(web: Web) -> APIRouter:  # noqa: C901 - a router factory: the count i
             "timezone": timezone if timezone is not None else current.timezone,
             "show_trending": show_trending is not None,
         }
-        try:
-            size = None
-            if digest_size is not None and digest_size.strip():
-                if not digest_size.strip().isdigit():
-                    raise subscriptions.InvalidSubscription(
-                        "digest_size", f"must be a whole number of papers, not {digest_size[:10]!r}"
-                    )
-                size = int(digest_size.strip())
-            web.core.save_preferences(public_id, digest_size=size, **chosen)
-        except (subscriptions.InvalidSubscription, InvalidSchedule) as error:
-            form = {**chosen, "digest_size": (digest_size or "")[:10]}
+        form = {**chosen, "digest_size": (digest_size or "")[:10]}
+        refused = check_fields(
+            topics=topics,
+            cadence=str(chosen["cadence"]),
+            send_hour=str(chosen["send_hour"]),
+            timezone=str(chosen["timezone"]),
+            weekly_day=str(chosen["weekly_day"]),
+            cadences=[c.value for c in Cadence],
+            digest_size=digest_size,
+        )
+        if not refused:
+            size = int(digest_size.strip()) if digest_size is not None and digest_size.strip() else None
+            try:
+                web.core.save_preferences(public_id, digest_size=size, **chosen)
+            except (subscriptions.InvalidSubscription, InvalidSchedule) as error:
+                refusal = reader_message(error)
+                refused = {refusal.field: refusal}
+        if refused:
             return preferences_page(
-                request, token, web.core.preferences(public_id), status_code=422, error=error, form=form
+                request, token, web.core.preferences(public_id), status_code=422, errors=refused, form=form
             )
         return preferences_page(
             request, token, web.core.preferences(public_id), notice="Your settings are saved."
@@ -147,8 +159,13 @@ def router(web: Web) -> APIRouter:  # noqa: C901 - a router factory: the count i
         try:
             subscriber = web.core.set_cadence(public_id, cadence)
         except InvalidSchedule as error:
+            refusal = reader_message(error)
             return preferences_page(
-                request, token, web.core.preferences(public_id), status_code=422, error=error
+                request,
+                token,
+                web.core.preferences(public_id),
+                status_code=422,
+                errors={refusal.field: refusal},
             )
         notice = (
             "Your digests are paused. Nothing is sent until you resume."

@@ -11,26 +11,40 @@ from digest.deliver.schedule import WEEKDAYS, InvalidSchedule, describe, known_t
 from digest.models import SubscriberStatus
 from digest.readers import LinkGone
 from digest.subscribers import subscriptions
+from digest.subscribers.suggestions import RECENT_PAPERS
 from digest.web.api import mask_email
 from digest.web.pages.common import FIRST_DAY_PREVIEW, Web, client_ip
+from digest.web.pages.fields import FieldError, check_fields, reader_message, typed_topic_matches
 from digest.web.pages.preview import preview_items
 
 
+def _choices_again(cadence: str, hour: str, weekly_day: str, default_hour: int) -> dict[str, Any]:
+    """The form's choices as sent, where the form offers them; its defaults where it does not."""
+    return {
+        "cadence": cadence if cadence in ("daily", "weekly") else "daily",
+        "send_hour": int(hour) if hour.isdigit() and int(hour) < 24 else default_hour,
+        "weekly_day": int(weekly_day) if weekly_day in ("0", "1", "2", "3", "4", "5", "6") else 0,
+    }
+
+
 # Over 60 lines: a router factory; its handlers are nested here, each a few lines.
-def router(web: Web) -> APIRouter:
+def router(web: Web) -> APIRouter:  # noqa: C901 - a router factory: the count is its small nested handlers together
     router = APIRouter(include_in_schema=False)
 
     def subscribe_form(request: Request, status_code: int = 200, **values: Any) -> HTMLResponse:
         context: dict[str, Any] = {
             "action": request.url_for("subscribe").path,
             "suggest_url": request.url_for("suggest").path,
+            "matches_url": request.url_for("topic_matches").path,
+            "matches": None,
+            "window": RECENT_PAPERS,
             "email": "",
             "topics": "",
             "cadence": "daily",
             "send_hour": web.settings.default_send_hour,
             "weekly_day": 0,
             "timezone": web.settings.default_timezone,
-            "error": None,
+            "errors": {},
             "weekdays": WEEKDAYS,
         }
         context.update(values)
@@ -55,6 +69,29 @@ def router(web: Web) -> APIRouter:
             timezone.strip() if timezone.strip() in known_timezones() else web.settings.default_timezone
         )
         hour = send_hour.strip() or str(web.settings.default_send_hour)
+
+        def form_again(errors: dict[str, FieldError]) -> HTMLResponse:
+            return subscribe_form(
+                request,
+                status_code=422,
+                email=email[: subscriptions.MAX_EMAIL_LENGTH],
+                topics=topics,
+                timezone=zone_name,
+                errors=errors,
+                matches=typed_topic_matches(web.core, topics),
+                **_choices_again(cadence, hour, weekly_day, web.settings.default_send_hour),
+            )
+
+        refused = check_fields(
+            email=email,
+            topics=topics,
+            cadence=cadence,
+            send_hour=hour,
+            timezone=zone_name,
+            weekly_day=weekly_day,
+        )
+        if refused:
+            return form_again(refused)
         try:
             web.core.request_subscription(
                 email=email,
@@ -66,18 +103,15 @@ def router(web: Web) -> APIRouter:
                 client_ip=client_ip(request),
             )
         except (subscriptions.InvalidSubscription, InvalidSchedule) as error:
-            return subscribe_form(
-                request,
-                status_code=422,
-                email=email[: subscriptions.MAX_EMAIL_LENGTH],
-                topics=topics,
-                cadence=cadence if cadence in ("daily", "weekly") else "daily",
-                send_hour=int(hour) if hour.isdigit() and int(hour) < 24 else web.settings.default_send_hour,
-                weekly_day=int(weekly_day) if weekly_day in ("0", "1", "2", "3", "4", "5", "6") else 0,
-                timezone=zone_name,
-                error=error,
-            )
-        return web.pages.page(request, "check_inbox.html", {})
+            refusal = reader_message(error)
+            return form_again({refusal.field: refusal})
+        # The address as typed, normalised, and nothing read from storage: the answer must not differ
+        # between a new, an active and a suppressed address (or a throttled request).
+        return web.pages.page(
+            request,
+            "check_inbox.html",
+            {"address": subscriptions.normalize_email(email)},
+        )
 
     def stale(request: Request, error: subscriptions.StaleConfirmation) -> HTMLResponse:
         return web.error_page(request, 409, str(error), heading="A newer request replaced this link")

@@ -23,11 +23,11 @@ def test_suggestions_come_from_the_phrases_titles_use(
     services: Services, shared_listings: list[Path]
 ) -> None:
     ingest_paths(services.sessions, shared_listings)
-    diffusion = suggest(services, "diffus")
+    diffusion = [s.topic for s in suggest(services, "diffus")]
     starting = [s for s in diffusion if s.startswith("diffus")]
     assert diffusion[: len(starting)] == starting  # phrases that start so come before inner matches
     assert "diffusion models" in starting and all("diffus" in s for s in diffusion)
-    assert any(" " in s for s in suggest(services, "language"))  # phrases, not only words
+    assert any(" " in s.topic for s in suggest(services, "language"))  # phrases, not only words
     assert suggest(services, "d") == [] and suggest(services, "  ") == []
     assert suggest(services, "zzzzqqq") == []
     assert (services.settings.data_dir / "models" / "vocabulary.json").exists()
@@ -35,7 +35,8 @@ def test_suggestions_come_from_the_phrases_titles_use(
 
 def test_phrases_skip_stop_words_at_their_edges() -> None:
     found = phrases_of("Scaling Laws for the Training of Diffusion Models")
-    assert {"scaling laws", "diffusion models", "training", "scaling"} <= found
+    assert {"scaling laws", "diffusion models", "training of diffusion models"} <= found
+    assert not {"training", "scaling", "diffusion"} & found, "a lone everyday word is not a topic"
     assert not any(p.startswith(("for ", "the ", "of ")) or p.endswith((" the", " of")) for p in found)
 
 

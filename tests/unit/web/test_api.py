@@ -304,6 +304,30 @@ def test_suggestions_come_from_the_stored_titles(client: TestClient, services: S
     answer = client.get("/api/suggest", params={"q": "diff"})
     assert answer.status_code == 200
     assert answer.json()["query"] == "diff"
-    assert "diffusion models" in answer.json()["suggestions"]
+    # Each with how many recent papers mention it; "diffusion models" and "Diffusion models" are one.
+    assert answer.json()["suggestions"] == [{"topic": "diffusion models", "papers": 2}]
+    assert answer.json()["window"] == 2000
     assert client.get("/api/suggest", params={"q": "d"}).json()["suggestions"] == []
     assert client.get("/api/suggest", params={"q": "x" * 101}).status_code == 422
+
+
+def test_a_whole_topic_gets_its_count_and_zero_when_no_recent_paper_mentions_it(
+    client: TestClient, services: Services
+) -> None:
+    for title in ("Diffusion models for images", "Diffusion-model distillation", "Sparse attention"):
+        add_listing(services, title)
+    answer = client.get("/api/topics/matches", params={"topic": ["diffusion models", "protein folding"]})
+    assert answer.status_code == 200
+    assert answer.json() == {
+        "topics": [{"topic": "diffusion models", "papers": 2}, {"topic": "protein folding", "papers": 0}],
+        "window": 2000,
+    }
+    # A paper stored after the first answer is counted by the next one.
+    add_listing(services, "Protein folding with diffusion models")
+    again = client.get("/api/topics/matches", params={"topic": ["Protein Folding"]}).json()
+    assert again["topics"] == [{"topic": "Protein Folding", "papers": 1}]
+    assert client.get("/api/topics/matches").status_code == 422
+    assert client.get("/api/topics/matches", params={"topic": ["x" * 101]}).status_code == 422
+    assert (
+        client.get("/api/topics/matches", params={"topic": [f"t{n}" for n in range(21)]}).status_code == 422
+    )
