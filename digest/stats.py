@@ -658,25 +658,15 @@ class DigestVotes:
         return self.less / self.digests if self.digests else 0.0
 
 
-def votes_per_digest(session: Session, today: date, days: int = DEFAULT_DAYS) -> list[DigestVotes]:
-    """Per digest date: digests sent, and the current votes on papers those digests carried.
+def votes_on_digests(session: Session, today: date, days: int = DEFAULT_DAYS) -> dict[date, tuple[int, int]]:
+    """The current ("more", "less") votes on papers of the digests sent on each digest date of the window.
 
     Starts from the votes (few) rather than the digests' items (many): each vote finds its item through
     the unique (subscriber, paper) index of digest_item, and the item its digest by primary key.
     """
     span = window(today, days)
     first, after = span[0], today + timedelta(days=1)
-    sent = {
-        _as_date(day): int(n)
-        for day, n in session.execute(
-            select(Digest.digest_date, func.count())
-            .where(
-                Digest.digest_date >= first, Digest.digest_date < after, Digest.status == DigestStatus.SENT
-            )
-            .group_by(Digest.digest_date)
-        )
-    }
-    votes: dict[tuple[date, int], int] = {}
+    votes: dict[date, tuple[int, int]] = {}
     for day, vote, n in session.execute(
         select(Digest.digest_date, Feedback.vote, func.count())
         .select_from(Feedback)
@@ -696,11 +686,18 @@ def votes_per_digest(session: Session, today: date, days: int = DEFAULT_DAYS) ->
         )
         .group_by(Digest.digest_date, Feedback.vote)
     ):
-        votes[(_as_date(day), int(vote))] = int(n)
-    return [
-        DigestVotes(day, sent.get(day, 0), votes.get((day, Vote.MORE), 0), votes.get((day, Vote.LESS), 0))
-        for day in span
-    ]
+        more, less = votes.get(_as_date(day), (0, 0))
+        if vote == Vote.MORE:
+            more += int(n)
+        elif vote == Vote.LESS:
+            less += int(n)
+        votes[_as_date(day)] = (more, less)
+    return votes
+
+
+def votes_per_digest(days: list[DayStats], votes: dict[date, tuple[int, int]]) -> list[DigestVotes]:
+    """`votes_on_digests` beside the digests `daily` counted as sent on each date."""
+    return [DigestVotes(d.day, d.sent, *votes.get(d.day, (0, 0))) for d in days]
 
 
 def top_topics(session: Session, limit: int = TOP_TOPICS) -> list[tuple[str, int]]:

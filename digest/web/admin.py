@@ -19,14 +19,20 @@ from __future__ import annotations
 import base64
 import binascii
 import secrets
+import threading
+import time
+from collections.abc import Callable, Hashable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any, Protocol, TypeVar, cast
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
+from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from digest import evaluation_figures, stats
@@ -51,6 +57,10 @@ ADMIN_PREFIX = "/admin"
 # The plot `digest evaluate` draws; with the default data dir (./var) it lands beside evaluation.json.
 EVALUATION_PLOT = "evaluation.png"
 SEND_STATUSES = tuple(s.value for s in DigestStatus)
+# How long the overview's counts are reused before they are counted again (see `Recent`).
+FIGURES_SECONDS = 60.0
+# Sessions the overview counts with at once; well within the engine's pool.
+OVERVIEW_READERS = 4
 
 NAV = (
     ("admin_overview", "Overview"),
@@ -295,6 +305,47 @@ def admin_error_page(render: Render, request: Request, error: StarletteHTTPExcep
     return response
 
 
+T = TypeVar("T")
+
+
+class Recent:
+    """Figures that scan whole tables (digests: subscribers x days), counted at most once per `seconds`.
+
+    The overview reads every digest of its window; at 100,000 subscribers that is millions of rows and
+    seconds of work, so a reload, or two operators at once, reuses the last count. Only what the
+    overview and the per-day sends table show; a subscriber's page and the lists of sends are read fresh.
+    """
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.seconds = seconds
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._kept: dict[Hashable, tuple[float, Any]] = {}
+
+    def get(self, key: Hashable, count: Callable[[], T]) -> T:
+        with self._lock:
+            kept = self._kept.get(key)
+            if kept is not None and self.clock() - kept[0] < self.seconds:
+                return cast(T, kept[1])
+        value = count()
+        with self._lock:
+            # Old windows and days are dropped rather than kept for ever.
+            now = self.clock()
+            self._kept = {k: v for k, v in self._kept.items() if now - v[0] < self.seconds}
+            self._kept[key] = (now, value)
+        return value
+
+
+@dataclass(frozen=True)
+class OverviewFigures:
+    counted_at: datetime
+    figures: stats.Overview
+    active: list[tuple[date, int]]
+    digest_votes: list[stats.DigestVotes]
+    topics: list[tuple[str, int]]
+    papers: stats.SourceSeries
+
+
 def _clamp_days(days: int) -> int:
     return min(max(days, 1), MAX_DAYS)
 
@@ -303,6 +354,7 @@ def admin_router(services: Services, render: Render, failed_logins: FailedLogins
     """Every page of the admin area, behind the password check; see the module docstring for wiring."""
     stylesheet = (ADMIN_TEMPLATES / "admin.css").read_text(encoding="utf-8")
     logins = failed_logins or default_failed_logins(services.settings)
+    recent = Recent(FIGURES_SECONDS)
     # The same key and cookie as the app's own `Csrf`, so the token `render` puts in the page validates here.
     csrf = Csrf(services.settings.secret_key, secure=services.settings.base_url.startswith("https://"))
 
@@ -359,12 +411,45 @@ def admin_router(services: Services, render: Render, failed_logins: FailedLogins
     def overview(request: Request, days: int = stats.DEFAULT_DAYS) -> HTMLResponse:
         now = utcnow()
         window = _clamp_days(days)
-        with services.sessions() as session:
-            figures = stats.overview(session, now, window)
-            active = stats.active_over_time(session, figures.today, window)
-            digest_votes = stats.votes_per_digest(session, figures.today, window)
-            topics = stats.top_topics(session)
-            papers = stats.papers_by_source(session, figures.today, window)
+        today = now.astimezone(UTC).date()
+
+        def count() -> OverviewFigures:
+            # Separate sessions side by side: the database runs the big scans at once, not one by one.
+            def read(query: Callable[[Session], T]) -> Callable[[], T]:
+                def run() -> T:
+                    with services.sessions() as session:
+                        return query(session)
+
+                return run
+
+            with ThreadPoolExecutor(max_workers=OVERVIEW_READERS) as pool:
+                days_job = pool.submit(read(lambda s: stats.daily(s, today, window)))
+                votes_job = pool.submit(read(lambda s: stats.votes_on_digests(s, today, window)))
+                totals_job = pool.submit(read(stats.totals))
+                topics_job = pool.submit(read(stats.top_topics))
+                active_job = pool.submit(read(lambda s: stats.active_over_time(s, today, window)))
+                counts_job = pool.submit(read(stats.subscriber_counts))
+                reasons_job = pool.submit(read(stats.bounce_reasons))
+                papers_job = pool.submit(read(lambda s: stats.papers_by_source(s, today, window)))
+                figures = stats.Overview(
+                    today=today,
+                    subscribers=counts_job.result(),
+                    days=days_job.result(),
+                    bounce_reasons=reasons_job.result(),
+                    totals=totals_job.result(),
+                )
+                return OverviewFigures(
+                    counted_at=now,
+                    figures=figures,
+                    active=active_job.result(),
+                    digest_votes=stats.votes_per_digest(figures.days, votes_job.result()),
+                    topics=topics_job.result(),
+                    papers=papers_job.result(),
+                )
+
+        counted = recent.get(("overview", today, window), count)
+        figures, active = counted.figures, counted.active
+        digest_votes, topics, papers = counted.digest_votes, counted.topics, counted.papers
         return page(
             request,
             "overview.html",
@@ -375,6 +460,7 @@ def admin_router(services: Services, render: Render, failed_logins: FailedLogins
                 **day_charts(figures.days),
                 **more_charts(figures.days, active, digest_votes, topics, papers),
             },
+            counted_at=counted.counted_at,
             active_rows=[(day.isoformat(), n) for day, n in reversed(active)],
             digest_votes=digest_votes,
             topics=topics,
@@ -457,8 +543,14 @@ def admin_router(services: Services, render: Render, failed_logins: FailedLogins
                 detail=f"{shorten(status, 30)!r} is not a digest status ({', '.join(SEND_STATUSES)})",
             )
         now = utcnow()
+        window = _clamp_days(days)
+
+        def count() -> list[stats.DayStats]:
+            with services.sessions() as session:
+                return stats.daily(session, now.date(), window)
+
+        per_day = recent.get(("daily", now.date(), window), count)
         with services.sessions() as session:
-            per_day = stats.daily(session, now.date(), _clamp_days(days))
             reasons = stats.bounce_reasons(session)
             bounces = stats.recent_bounces(session)
             listing = stats.recent_sends(session, before=before, status=status or None)

@@ -384,7 +384,9 @@ def test_new_figures_on_both_databases(any_services: Services, tmp_path: Path) -
     with any_services.sessions() as session:
         topics = stats.top_topics(session)
         active = stats.active_over_time(session, today, 30)
-        votes = stats.votes_per_digest(session, today, 30)
+        votes = stats.votes_per_digest(
+            stats.daily(session, today, 30), stats.votes_on_digests(session, today, 30)
+        )
         papers = stats.papers_by_source(session, today, 30)
         files, file_count, file_papers = stats.file_ingests(session)
         sends = stats.recent_sends(session)
@@ -402,3 +404,35 @@ def test_new_figures_on_both_databases(any_services: Services, tmp_path: Path) -
     assert [r.papers for r in sends.rows] == [3, 3, 3, 3] and sends.older_than is None
     assert detail is not None and (detail.votes_more, detail.votes_less) == (1, 1)
     assert [d.status for d in detail.digests] == ["sent", "failed"] and detail.digests_total == 2
+
+
+def test_costly_figures_are_counted_at_most_once_a_window() -> None:
+    from digest.web.admin import Recent
+
+    now = [100.0]
+    counts: list[int] = []
+
+    def count() -> int:
+        counts.append(1)
+        return len(counts)
+
+    recent = Recent(60, clock=lambda: now[0])
+    assert recent.get("overview", count) == 1
+    now[0] += 59
+    assert recent.get("overview", count) == 1  # reused
+    assert recent.get("other window", count) == 2  # another key is counted on its own
+    now[0] += 2
+    assert recent.get("overview", count) == 3  # too old: counted again
+    assert len(counts) == 3
+
+
+def test_overview_says_when_it_was_counted(admin: TestClient, admin_services: Services) -> None:
+    html = admin.get("/admin", headers=AUTH).text
+    assert re.search(r'id="counted-at">Counted at \d{4}-\d\d-\d\d \d\d:\d\d UTC', html)
+    build_world(admin_services, utcnow().date())
+    # Within the minute the same count is shown; a page of one subscriber is always read fresh.
+    again = admin.get("/admin", headers=AUTH).text
+    assert re.search(r'id="count-active">0<', again)
+    with admin_services.sessions() as session:
+        ann = session.query(Subscriber).filter_by(email="ann@example.org").one()
+    assert "ann@example.org" in admin.get(f"/admin/subscribers/{ann.id}", headers=AUTH).text
