@@ -617,6 +617,7 @@ def admin_router(services: Services, render: Render, failed_logins: FailedLogins
             chart=evaluation_chart(figures) if figures and figures.methods else None,
             plot=request.url_for("admin_evaluation_plot").path if plot.is_file() else None,
             plot_path=str(plot),
+            plot_drawn=datetime.fromtimestamp(plot.stat().st_mtime, UTC) if plot.is_file() else None,
         )
 
     @router.get("/evaluation.png", name="admin_evaluation_plot")

@@ -135,14 +135,14 @@ def build_world(services: Services, today: date, listing_files: list[Path] | Non
             unsubscribed_at=noon(day[1]),
             bounce_reason="complaint: marked as spam",
         )
-        for k, (who, status) in enumerate(
-            [
-                (ann, DigestStatus.SENT),
-                (bob, DigestStatus.SENT),
-                (bounced, DigestStatus.BOUNCED),
-                (ann, DigestStatus.FAILED),
-            ]
-        ):
+        plan = [
+            (ann, DigestStatus.SENT),
+            (bob, DigestStatus.SENT),
+            (bounced, DigestStatus.BOUNCED),
+            (ann, DigestStatus.FAILED),
+        ]
+        # Oldest first, as the rows are made day by day.
+        for k, (who, status) in reversed(list(enumerate(plan))):
             digest = Digest(
                 subscriber_id=who.id,
                 digest_date=day[k + 1],

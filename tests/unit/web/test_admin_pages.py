@@ -198,10 +198,10 @@ def test_sends_lists_each_digest_newest_first(admin: TestClient, admin_services:
     build_world(admin_services, utcnow().date())
     html = admin.get("/admin/sends", headers=AUTH).text
     assert send_rows(html) == [
-        ("ann@example.org", "failed", "3"),
-        ("gus@example.org", "bounced", "3"),
-        ("bob@example.org", "sent", "3"),
         ("ann@example.org", "sent", "3"),
+        ("bob@example.org", "sent", "3"),
+        ("gus@example.org", "bounced", "3"),
+        ("ann@example.org", "failed", "3"),
     ]
     assert "421 try again later, gave up after 5 attempts" in html
     assert '<table class="per-day">' in html and chart(html, "chart-sends")  # the daily totals stay
@@ -278,7 +278,7 @@ def test_evaluation_page_shows_a_chart_and_the_plot(admin: TestClient, admin_ser
     html = admin.get("/admin/evaluation", headers=AUTH).text
     evaluation = chart(html, "chart-evaluation")
     assert "<title>ours: nDCG@10 day 1 0.52, nDCG@10 later 0.70, P@5 later 0.70</title>" in evaluation
-    assert '<img src="/admin/evaluation.png"' in html
+    assert '<img src="/admin/evaluation.png"' in html and 'id="plot-drawn"' in html
     plot = admin.get("/admin/evaluation.png", headers=AUTH)
     assert plot.status_code == 200 and plot.headers["content-type"] == "image/png"
     assert plot.content.startswith(b"\x89PNG") and plot.headers["cache-control"] == "no-store"
@@ -400,7 +400,7 @@ def test_new_figures_on_both_databases(any_services: Services, tmp_path: Path) -
     assert papers.papers[stats.FILES_SERIES][-2] == 2 and papers.papers[SOURCE_NAME][-1] == 3
     assert [(f.name, f.papers, f.via) for f in files] == [("manual-dump.jsonl", 2, None)]
     assert (file_count, file_papers) == (1, 2)
-    assert [r.status for r in sends.rows] == ["failed", "bounced", "sent", "sent"]
+    assert [r.status for r in sends.rows] == ["sent", "sent", "bounced", "failed"]
     assert [r.papers for r in sends.rows] == [3, 3, 3, 3] and sends.older_than is None
     assert detail is not None and (detail.votes_more, detail.votes_less) == (1, 1)
     assert [d.status for d in detail.digests] == ["sent", "failed"] and detail.digests_total == 2
