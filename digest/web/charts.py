@@ -23,7 +23,14 @@ MARGIN_RIGHT = 10
 MARGIN_TOP = 30
 MARGIN_BOTTOM = 44
 # Roughly the width of one axis label, to decide how many of them fit.
-LABEL_SPACE = 46
+LABEL_SPACE = 52
+# The phone drawing: about as wide in user units as a phone's column is in CSS pixels, so its text is
+# drawn near the size the stylesheet gives it instead of being shrunk with a desktop-wide picture.
+NARROW_WIDTH = 340
+ROW_HEIGHT = 20
+# Each series' own line within a row when they are drawn side by side: room for its value's text.
+SUB_ROW = 14
+NARROW_LABEL_SPACE = 58
 
 
 @dataclass(frozen=True)
@@ -71,7 +78,20 @@ def summary(labels: Sequence[str], series: Sequence[Series]) -> str:
     return " ".join(parts)
 
 
-def bar_chart(  # noqa: C901, PLR0912, PLR0913, PLR0915 - one SVG drawn in order: axes, bars, labels, table
+def _checked(labels: Sequence[str], series: Sequence[Series], axis_labels: Sequence[str] | None) -> list[str]:
+    """The axis labels, once every series fits the labels; a bad chart is refused before any drawing."""
+    axis = list(labels if axis_labels is None else axis_labels)
+    if len(axis) != len(labels):
+        raise ValueError("axis_labels must have one entry per label")
+    for s in series:
+        if len(s.values) != len(labels):
+            raise ValueError(f"series {s.name!r} has {len(s.values)} values for {len(labels)} labels")
+        if any(not math.isfinite(v) or v < 0 for v in s.values):
+            raise ValueError(f"series {s.name!r} has a negative or non-finite value")
+    return axis
+
+
+def bar_chart(  # noqa: C901, PLR0913, PLR0915 - one SVG drawn in order: axes, bars, labels, table
     labels: Sequence[str],
     series: Sequence[Series],
     *,
@@ -90,14 +110,7 @@ def bar_chart(  # noqa: C901, PLR0912, PLR0913, PLR0915 - one SVG drawn in order
     are what is written under the axis, where only as many as fit are shown. Values must be finite and not
     negative. Every piece of text is escaped.
     """
-    axis = list(labels if axis_labels is None else axis_labels)
-    if len(axis) != len(labels):
-        raise ValueError("axis_labels must have one entry per label")
-    for s in series:
-        if len(s.values) != len(labels):
-            raise ValueError(f"series {s.name!r} has {len(s.values)} values for {len(labels)} labels")
-        if any(not math.isfinite(v) or v < 0 for v in s.values):
-            raise ValueError(f"series {s.name!r} has a negative or non-finite value")
+    axis = _checked(labels, series, axis_labels)
 
     count = len(labels)
     plot_left, plot_right = MARGIN_LEFT, width - MARGIN_RIGHT
@@ -131,7 +144,7 @@ def bar_chart(  # noqa: C901, PLR0912, PLR0913, PLR0915 - one SVG drawn in order
             f'<rect class="tone-{tone}" fill="{TONES[tone]}" x="{_coord(x)}" y="8" width="11" height="11"/>'
             f'<text x="{_coord(x + 15)}" y="18" fill="currentColor">{escape(s.name)}</text>'
         )
-        x += 15 + 7.5 * len(s.name) + 18
+        x += 15 + 8 * len(s.name) + 18
     out.append("</g>")
 
     # Grid lines and the value axis.
@@ -210,3 +223,162 @@ def bar_chart(  # noqa: C901, PLR0912, PLR0913, PLR0915 - one SVG drawn in order
         )
     out.append("</g></svg>")
     return Markup("".join(out))
+
+
+def _legend(series: Sequence[Series], left: float, width: float) -> tuple[list[str], float]:
+    """Colour keys that wrap onto more lines when the chart is narrow; returns them and their height."""
+    out = ['<g class="legend">']
+    x, line = left, 0
+    for s in series:
+        tone = s.tone % len(TONES)
+        span = 15 + 8 * len(s.name) + 14
+        if x > left and x + span > width:
+            x, line = left, line + 1
+        top = 6 + 18 * line
+        out.append(
+            f'<rect class="tone-{tone}" fill="{TONES[tone]}" x="{_coord(x)}" y="{top}" '
+            'width="11" height="11"/>'
+            f'<text x="{_coord(x + 15)}" y="{top + 10}" fill="currentColor">{escape(s.name)}</text>'
+        )
+        x += span
+    out.append("</g>")
+    return out, 18.0 * (line + 1) + 6
+
+
+def hbar_chart(  # noqa: PLR0913 - one SVG drawn in order, with the same knobs as `bar_chart`
+    labels: Sequence[str],
+    series: Sequence[Series],
+    *,
+    title: str,
+    chart_id: str,
+    stacked: bool = True,
+    axis_labels: Sequence[str] | None = None,
+    width: int = NARROW_WIDTH,
+    label_space: int = NARROW_LABEL_SPACE,
+    integer: bool | None = None,
+) -> Markup:
+    """Horizontal bars, one row per label, for narrow screens and for long labels (topics, methods).
+
+    Each row carries its label on the left and its total (or each value, side by side) at the bar's end,
+    so nothing has to be read off an axis. The height grows with the rows instead of the text shrinking.
+    """
+    axis = _checked(labels, series, axis_labels)
+    if integer is None:
+        integer = all(float(v).is_integer() for s in series for v in s.values)
+
+    count = len(labels)
+    sub_rows = 1 if stacked else max(1, len(series))
+    row = ROW_HEIGHT if sub_rows == 1 else 8 + SUB_ROW * sub_rows
+    legend, legend_height = _legend(series, 4, width)
+    plot_left, plot_right = label_space, width - 40
+    plot_top = legend_height + 4
+    height = int(plot_top + row * max(count, 1) + 6)
+    if stacked:
+        top = max((sum(s.values[i] for s in series) for i in range(count)), default=0.0)
+    else:
+        top = max((v for s in series for v in s.values), default=0.0)
+    axis_max, _ = scale(top, integer=integer)
+
+    def length(value: float) -> float:
+        return (plot_right - plot_left) * value / axis_max
+
+    def number(value: float) -> str:
+        return _number(value) if integer else f"{value:.2f}"
+
+    title_id, desc_id = f"{chart_id}-title", f"{chart_id}-desc"
+    out: list[str] = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart horizontal" id="{escape(chart_id)}" '
+        f'viewBox="0 0 {width} {height}" role="img" '
+        f'aria-labelledby="{escape(title_id)} {escape(desc_id)}">',
+        f'<title id="{escape(title_id)}">{escape(title)}</title>',
+        f'<desc id="{escape(desc_id)}">{escape(summary(labels, series))}</desc>',
+        *legend,
+    ]
+    if count == 0:
+        out.append(
+            f'<text x="{_coord(width / 2)}" y="{_coord(plot_top + 14)}" text-anchor="middle" '
+            'fill="currentColor">No data</text></svg>'
+        )
+        return Markup("".join(out))
+    out.append(
+        f'<line x1="{plot_left}" x2="{plot_left}" y1="{_coord(plot_top)}" y2="{height - 6}" '
+        'stroke="currentColor" stroke-opacity="0.6"/>'
+    )
+    out.append('<g class="bars">')
+    for i, label in enumerate(labels):
+        row_top = plot_top + row * i
+        hover = f"{label}: " + ", ".join(f"{s.name} {number(s.values[i])}" for s in series)
+        out.append(
+            f'<g class="bar"><title>{escape(hover)}</title>'
+            f'<rect class="hit" x="0" y="{_coord(row_top)}" width="{width}" height="{row}" '
+            'fill="transparent"/>'
+            f'<text class="row-label" x="{plot_left - 5}" y="{_coord(row_top + row / 2)}" dy="0.35em" '
+            f'text-anchor="end" fill="currentColor">{escape(axis[i])}</text>'
+        )
+        start = 0.0
+        for j, s in enumerate(series):
+            value = float(s.values[i])
+            tone = s.tone % len(TONES)
+            if stacked:
+                x0, y0, bar_height = plot_left + length(start), row_top + 3, row - 6.0
+                start += value
+            else:
+                x0, y0, bar_height = float(plot_left), row_top + 4 + SUB_ROW * j, SUB_ROW - 3.0
+            if value > 0:
+                out.append(
+                    f'<rect class="tone-{tone}" fill="{TONES[tone]}" x="{_coord(x0)}" y="{_coord(y0)}" '
+                    f'width="{_coord(max(0.5, length(value)))}" height="{_coord(bar_height)}"/>'
+                )
+            if not stacked:
+                out.append(
+                    f'<text class="value" x="{_coord(plot_left + length(value) + 3)}" '
+                    f'y="{_coord(y0 + bar_height / 2)}" dy="0.35em" fill="currentColor">'
+                    f"{number(value)}</text>"
+                )
+        if stacked:
+            total = sum(float(s.values[i]) for s in series)
+            out.append(
+                f'<text class="value" x="{_coord(plot_left + length(total) + 4)}" '
+                f'y="{_coord(row_top + row / 2)}" dy="0.35em" fill="currentColor">{number(total)}</text>'
+            )
+        out.append("</g>")
+    out.append("</g></svg>")
+    return Markup("".join(out))
+
+
+def responsive_chart(  # noqa: PLR0913 - passes `bar_chart`'s knobs through
+    labels: Sequence[str],
+    series: Sequence[Series],
+    *,
+    title: str,
+    chart_id: str,
+    stacked: bool = True,
+    axis_labels: Sequence[str] | None = None,
+    y_label: str = "",
+    x_label: str = "",
+) -> Markup:
+    """The same figures drawn twice: columns for a wide screen, rows for a phone; the stylesheet shows one.
+
+    A single wide SVG scaled down to a phone shrinks its text to half size; rows instead grow downwards
+    at full size. The narrow drawing's id is `chart_id` + "-narrow".
+    """
+    wide = bar_chart(
+        labels,
+        series,
+        title=title,
+        chart_id=chart_id,
+        stacked=stacked,
+        axis_labels=axis_labels,
+        y_label=y_label,
+        x_label=x_label,
+    )
+    narrow = hbar_chart(
+        labels, series, title=title, chart_id=f"{chart_id}-narrow", stacked=stacked, axis_labels=axis_labels
+    )
+    return (
+        Markup('<div class="chart-wide">')
+        + wide
+        + Markup('</div><div class="chart-narrow">')
+        + narrow
+        + Markup("</div>")
+    )

@@ -12,6 +12,7 @@ from digest.deliver.schedule import InvalidSchedule
 from digest.mail.links import BadLink
 from digest.readers import DigestNotFound, LinkGone
 from digest.subscribers import feedback, subscriptions
+from digest.web.admin import admin_error_page, is_admin_path
 from digest.web.pages.common import Web, is_api
 from digest.web.security import CsrfRejected
 
@@ -68,14 +69,22 @@ def install_error_pages(app: FastAPI, web: Web) -> None:  # noqa: C901 - one sma
             retry=error.retry_path,
         )
 
+    def for_admin(request: Request) -> bool:
+        return web.settings.admin_password is not None and is_admin_path(request.url.path)
+
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, error: RequestValidationError) -> Response:
+        if for_admin(request):
+            problem = StarletteHTTPException(400, "this address has a value the page cannot use")
+            return admin_error_page(web.pages.render, request, problem)
         if is_api(request):
             return await request_validation_exception_handler(request, error)
         return web.error_page(request, 400, "this link is not valid")
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> Response:
+        if for_admin(request):
+            return admin_error_page(web.pages.render, request, error)
         if is_api(request) or error.status_code not in (404, 405):
             return await http_exception_handler(request, error)
         if error.status_code == 404:
