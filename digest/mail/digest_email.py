@@ -12,7 +12,7 @@ from datetime import date
 from digest.bounces.verp import return_path
 from digest.deliver.schedule import describe, schedule_of
 from digest.mail.compose import HTML_LIMIT_BYTES, OutgoingMail, compose
-from digest.mail.render import SNIPPET_CHARS, RenderedEmail, Renderer, is_web_url, trim_abstract
+from digest.mail.render import SNIPPET_CHARS, RenderedEmail, Renderer, is_web_url, meta_line, trim_abstract
 from digest.models import Cadence, Digest, Listing, SubscriberStatus, Vote
 from digest.services import Services
 
@@ -75,7 +75,8 @@ LONG_DIGEST_SNIPPET_CHARS = 160
 
 
 def paper_details(paper: Paper | Listing) -> dict[str, object]:
-    """A paper's meta line: its PDF link, arXiv id, primary category and date, each None when not known."""
+    """A paper's PDF link, arXiv id, primary category and date, each None when not known, and its meta line
+    of what is known (but the PDF link, which the templates add)."""
     arxiv_id = paper.arxiv_id if paper.arxiv_id and _ARXIV_ID.fullmatch(paper.arxiv_id) else None
     if arxiv_id is not None:
         pdf_url: str | None = f"https://arxiv.org/pdf/{arxiv_id}"
@@ -83,12 +84,13 @@ def paper_details(paper: Paper | Listing) -> dict[str, object]:
         stored = (paper.links or {}).get("pdf")
         pdf_url = stored.strip() if is_web_url(stored) else None
     categories = paper.categories or []
-    primary = str(categories[0]).strip() if categories else ""
+    category = (str(categories[0]).strip() if categories else "") or None
     return {
         "pdf_url": pdf_url,
         "arxiv_id": arxiv_id,
-        "category": primary or None,
+        "category": category,
         "published": paper.published,
+        "meta": meta_line(tuple(paper.authors or ()), arxiv_id, category, paper.published),
     }
 
 

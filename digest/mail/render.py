@@ -234,13 +234,18 @@ def _short_authors(authors: list[str]) -> str:
     return ", ".join(names)
 
 
-def meta_line(item: Mapping[str, Any]) -> str:
-    """A paper's authors, arXiv id, primary category and date, as far as they are known, on one line."""
+@lru_cache(maxsize=8192)
+def meta_line(
+    authors: tuple[str, ...], arxiv_id: str | None, category: str | None, published: date | None
+) -> str:
+    """A paper's authors, arXiv id, primary category and date, as far as they are known, on one line.
+
+    Cached: the same paper's line is shown to every subscriber who gets the paper."""
     parts = [
-        _short_authors(item.get("authors") or []),
-        f"arXiv:{item['arxiv_id']}" if item.get("arxiv_id") else "",
-        one_line(item.get("category") or ""),
-        short_date(item["published"]) if item.get("published") else "",
+        _short_authors(list(authors)),
+        f"arXiv:{arxiv_id}" if arxiv_id else "",
+        one_line(category or ""),
+        short_date(published) if published else "",
     ]
     return " · ".join(part for part in parts if part)
 
@@ -274,7 +279,6 @@ class Renderer:
             long_date=long_date,
             short_date=short_date,
             short_authors=_short_authors,
-            meta_line=meta_line,
         )
         self._env.tests["web_url"] = is_web_url
         self._env.globals["confirm_valid_days"] = CONFIRM_MAX_AGE_SECONDS // 86400

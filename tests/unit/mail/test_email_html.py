@@ -23,6 +23,7 @@ from digest.mail.render import (
     RenderedEmail,
     Renderer,
     inline_css,
+    meta_line,
     trim_abstract,
 )
 from digest.subscribers.subscriptions import MAX_DIGEST_SIZE
@@ -59,6 +60,9 @@ def paper(rank: int, section: str = "picks", snippet: int = SNIPPET_CHARS, **ext
         "less_url": f"{BASE}/feedback/{TOKEN[:-5]}{section[0]}{rank:03}l",
     }
     base.update(extra)
+    base.setdefault(
+        "meta", meta_line(tuple(base["authors"]), base["arxiv_id"], base["category"], base["published"])
+    )
     return base
 
 

@@ -19,6 +19,7 @@ from digest.mail.render import (
     TemplateInlineError,
     inline_css,
     inline_template_css,
+    meta_line,
     trim_abstract,
 )
 from tests.support.html import canonical
@@ -49,6 +50,9 @@ def item(rank: int, title: str, url: str | None = "https://arxiv.org/abs/2611.00
         "less_url": f"https://digest.example.org/feedback/less-{rank}",
     }
     base.update(extra)
+    base.setdefault(
+        "meta", meta_line(tuple(base["authors"]), base["arxiv_id"], base["category"], base["published"])
+    )
     return base
 
 
