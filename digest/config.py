@@ -32,6 +32,8 @@ class Settings:
     base_url: str
     secret_key: str = field(repr=False)
     mail_from: str
+    # Who runs this service ("Example Lab"): named in the From header and in every email's footer.
+    organisation: str = ""
     digest_size: int = 10
     first_digest_lookback_days: int = 7
     # New subscribers' delivery hour and time zone until they choose their own.
@@ -219,6 +221,25 @@ def _metrics_token(env: Mapping[str, str]) -> str | None:
     return value
 
 
+_ORGANISATION_MAX_CHARS = 80
+
+
+def _organisation(env: Mapping[str, str]) -> str:
+    """Goes into the From header, so a line break or other control character could forge headers."""
+    value = (env.get("DIGEST_ORGANISATION") or "").strip()
+    if any(not c.isprintable() for c in value):
+        raise ConfigError(
+            "DIGEST_ORGANISATION must be a name on one line, without line breaks, tabs or other invisible "
+            f"characters; "
+            f"got {value!r}"
+        )
+    if len(value) > _ORGANISATION_MAX_CHARS:
+        raise ConfigError(
+            f"DIGEST_ORGANISATION must be at most {_ORGANISATION_MAX_CHARS} characters, got {len(value)}"
+        )
+    return value
+
+
 def _selector(value: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,62})", value):
         raise ConfigError(f"DIGEST_DKIM_SELECTOR must be a DNS label such as 'digest2026'; got {value!r}")
@@ -289,6 +310,7 @@ def get_settings(env: Mapping[str, str] | None = None) -> Settings:
         base_url=base_url,
         secret_key=secret_key,
         mail_from=mail_from,
+        organisation=_organisation(env),
         digest_size=_positive_int(env, "DIGEST_SIZE", 10, 100) or 10,
         first_digest_lookback_days=_positive_int(env, "DIGEST_FIRST_LOOKBACK_DAYS", 7, 365),
         default_send_hour=_positive_int(

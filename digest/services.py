@@ -58,7 +58,7 @@ class Services:
     def renderer(self) -> Renderer:
         from digest.mail.render import Renderer
 
-        return Renderer.default()
+        return Renderer.default(organisation=self.settings.organisation)
 
     @cached_property
     def mailer(self) -> Mailer:

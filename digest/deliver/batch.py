@@ -107,9 +107,23 @@ def load_batch(services: Services, digest_ids: Sequence[int]) -> list[DigestToSe
                     Listing.url,
                     Listing.abstract,
                     Listing.authors,
+                    Listing.arxiv_id,
+                    Listing.categories,
+                    Listing.published,
+                    Listing.links,
                 ).where(Listing.id.in_(sorted(stale)))
             ):
-                paper = Paper(row.title, row.url, row.abstract, list(row.authors or []))
+                paper = Paper(
+                    row.title,
+                    row.url,
+                    row.abstract,
+                    list(row.authors or []),
+                    row.arxiv_id,
+                    # Only what the email shows (the primary category, a PDF link) is kept in the cache.
+                    list(row.categories or [])[:1],
+                    row.published,
+                    {k: v for k, v in (row.links or {}).items() if k == "pdf"},
+                )
                 papers.put(row.id, row.updated_at, paper)
                 loaded[row.id] = paper
     batch = {

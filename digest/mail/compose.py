@@ -9,11 +9,13 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
+from email.charset import QP, Charset
 from email.errors import HeaderParseError
 from email.header import Header
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, make_msgid, parseaddr
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from digest.config import Settings
@@ -101,10 +103,10 @@ def compose(
     """
     recipient = _checked_recipient(to)
     message_id = message_id or new_message_id(settings)
-    name, sender = parseaddr(settings.mail_from)
+    sender = parseaddr(settings.mail_from)[1]
     envelope_sender = sender if return_path is None else _checked_return_path(return_path)
     headers = [
-        ("From", formataddr((name, sender), charset="utf-8")),
+        ("From", from_header(settings.mail_from, settings.organisation)),
         ("To", recipient),
         ("Subject", _unstructured("Subject", rendered.subject)),
         ("Date", format_datetime(datetime.now(UTC))),
@@ -138,6 +140,58 @@ def compose(
     if signer is not None:
         data = signer.sign(data)
     return OutgoingMail(envelope_sender, recipient, message_id, data)
+
+
+@lru_cache(maxsize=16)
+def from_header(mail_from: str, organisation: str = "") -> str:
+    """The From value as it goes on the wire: the sender's name, then the organisation running the service
+    ("Paper digest · Example Lab <digest@example.org>"), so a reader can tell whose digest this is.
+
+    An ASCII name is quoted where it has specials (a comma would otherwise start a second address). A
+    name with anything else is sent as RFC 2047 encoded words of at most 75 characters, broken only
+    after a space that stays inside the word, so readers that follow the RFC (and join adjacent words)
+    and readers that do not both show the name as written. Cached: it is the same for every message.
+    """
+    name, sender = parseaddr(mail_from)
+    display = " · ".join(part for part in (name.strip(), organisation.strip()) if part)
+    if any(c in display for c in "\r\n"):
+        raise ValueError(f"the sender's name contains a line break: {display!r}")
+    if display.isascii():
+        return formataddr((display, sender))
+    return f"{_encoded_words(display)} <{sender}>"
+
+
+_UTF8 = Charset("utf-8")
+_UTF8.header_encoding = QP
+# RFC 2047 allows 75; 72 also keeps the first line, "From: " and a word, within the usual 78.
+_ENCODED_WORD_MAX = 72
+
+
+def _encoded_words(text: str) -> str:
+    def encoded(chunk: str) -> str:
+        return str(_UTF8.header_encode(chunk))
+
+    pieces: list[str] = []
+    for word in text.split(" "):
+        # A word too long for one encoded word on its own is cut between characters.
+        while len(encoded(word + " ")) > _ENCODED_WORD_MAX:
+            cut = len(word) - 1
+            while len(encoded(word[:cut])) > _ENCODED_WORD_MAX:
+                cut -= 1
+            pieces.append(word[:cut])
+            word = word[cut:]
+        pieces.append(word + " ")
+    pieces[-1] = pieces[-1].removesuffix(" ")
+    words: list[str] = []
+    current = ""
+    for piece in pieces:
+        if current and len(encoded(current + piece)) > _ENCODED_WORD_MAX:
+            words.append(encoded(current))
+            current = piece
+        else:
+            current += piece
+    words.append(encoded(current))
+    return "\r\n ".join(words)
 
 
 def new_message_id(settings: Settings) -> str:

@@ -5,23 +5,30 @@ The context is what the email and the archived web copy of it show, so both are 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import date
 
 from digest.bounces.verp import return_path
 from digest.deliver.schedule import describe, schedule_of
 from digest.mail.compose import HTML_LIMIT_BYTES, OutgoingMail, compose
-from digest.mail.render import RenderedEmail, Renderer, trim_abstract
-from digest.models import Cadence, Digest, SubscriberStatus, Vote
+from digest.mail.render import SNIPPET_CHARS, RenderedEmail, Renderer, is_web_url, meta_line, trim_abstract
+from digest.models import Cadence, Digest, Listing, SubscriberStatus, Vote
 from digest.services import Services
 
 
 @dataclass(frozen=True, slots=True)
 class Paper:
+    """The `Listing` attributes a digest shows, under the same names, so the context reads either."""
+
     title: str
     url: str | None
     abstract: str
     authors: list[str]
+    arxiv_id: str | None = None
+    categories: list[str] = field(default_factory=list)
+    published: date | None = None
+    links: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,22 +67,53 @@ class DigestToSend:
     error: str | None = None
 
 
+# What may follow https://arxiv.org/pdf/: a versionless id as the store keeps it ("2401.01234",
+# "hep-th/9901001"); anything else is not put into a link.
+_ARXIV_ID = re.compile(r"\d{4}\.\d{4,5}|[a-z]+(?:-[a-z]+)?/\d{7}")
+# Snippets in a digest of more than 20 papers, so the HTML stays under Gmail's clipping size.
+LONG_DIGEST_SNIPPET_CHARS = 160
+
+
+def paper_details(paper: Paper | Listing) -> dict[str, object]:
+    """A paper's PDF link, arXiv id, primary category and date, each None when not known, and its meta line
+    of what is known (but the PDF link, which the templates add)."""
+    arxiv_id = paper.arxiv_id if paper.arxiv_id and _ARXIV_ID.fullmatch(paper.arxiv_id) else None
+    if arxiv_id is not None:
+        pdf_url: str | None = f"https://arxiv.org/pdf/{arxiv_id}"
+    else:
+        stored = (paper.links or {}).get("pdf")
+        pdf_url = stored.strip() if is_web_url(stored) else None
+    categories = paper.categories or []
+    category = (str(categories[0]).strip() if categories else "") or None
+    return {
+        "pdf_url": pdf_url,
+        "arxiv_id": arxiv_id,
+        "category": category,
+        "published": paper.published,
+        "meta": meta_line(tuple(paper.authors or ()), arxiv_id, category, paper.published),
+    }
+
+
 def digest_context(services: Services, row: Digest | DigestToSend) -> dict[str, object]:
     links = services.links
     subscriber = row.subscriber
-
-    # A long digest gets shorter abstracts, so the HTML stays under Gmail's clipping size.
-    abstract_limit = 400 if len(row.items) <= 20 else 250
+    snippet_chars = SNIPPET_CHARS if len(row.items) <= 20 else LONG_DIGEST_SNIPPET_CHARS
 
     def entries(section: str) -> list[dict[str, object]]:
         return [
             {
                 "rank": rank,
                 "title": item.listing.title,
-                "url": item.listing.url,
-                "abstract": trim_abstract(item.listing.abstract, abstract_limit),
+                # Every title opens something: the paper where it lives, or else our own page of it.
+                "url": (
+                    item.listing.url.strip()
+                    if is_web_url(item.listing.url)
+                    else links.paper_url(item.listing_id)
+                ),
+                "abstract": trim_abstract(item.listing.abstract, snippet_chars),
                 "reason": item.reason,
                 "authors": list(item.listing.authors or []),
+                **paper_details(item.listing),
                 "more_url": links.feedback_url(subscriber.public_id, item.listing_id, Vote.MORE),
                 "less_url": links.feedback_url(subscriber.public_id, item.listing_id, Vote.LESS),
             }
@@ -113,7 +151,7 @@ def render_digest(services: Services, row: Digest | DigestToSend) -> OutgoingMai
 
 
 # Abstract lengths tried in turn when a digest's HTML comes out too big; 0 leaves abstracts out.
-_SHORTER_ABSTRACTS = (150, 0)
+_SHORTER_ABSTRACTS = (120, 0)
 
 
 def render_within_limit(renderer: Renderer, context: dict[str, object]) -> RenderedEmail:

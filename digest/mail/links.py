@@ -161,6 +161,14 @@ class Links:
     def archive_url(self, public_id: str, digest_id: int | None = None) -> str:
         return f"{self.base_url}/archive/{self.archive_token(public_id, digest_id)}"
 
+    def paper_url(self, listing_id: int) -> str:
+        """The service's public page of a paper: where a title links when the paper has no web URL of its own.
+
+        Unsigned: the page shows only what the paper's source published, nothing about any subscriber."""
+        if isinstance(listing_id, bool) or not isinstance(listing_id, int) or listing_id < 1:
+            raise ValueError(f"a paper's listing id must be a positive whole number, got {listing_id!r}")
+        return f"{self.base_url}/papers/{listing_id}"
+
 
 def _loads(serializer: URLSafeSerializer, token: str) -> Any:
     try:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import quote
 
 from jinja2 import BaseLoader, Environment, StrictUndefined, TemplateNotFound, select_autoescape
@@ -34,9 +34,12 @@ TEMPLATES_DIR = Path(__file__).resolve().parents[1] / "templates"
 _EMAIL_NAME = re.compile(r"[a-z][a-z0-9_]*")
 _JINJA_CONSTRUCT = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
 _TAG_NAME = re.compile(r"[A-Za-z0-9]*")
+_STYLE_ATTRIBUTE = re.compile(r'\sstyle="[^"]*"')
 _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _SHOWN_AUTHORS = 3
+# A paper's snippet in the digest: two or three lines on a desktop, about four on a phone.
+SNIPPET_CHARS = 220
 
 
 class TemplateInlineError(ValueError):
@@ -63,7 +66,10 @@ def inline_css(html: str) -> str:
         # Keep the authored width="600" for Outlook, which ignores CSS max-width.
         disable_basic_attributes=["width", "height"],
     )
-    return str(premailer.transform(html, pretty_print=False))
+    # premailer writes "a:b; c:d"; the spaces cost a kilobyte and more in a long digest (Gmail's size limit).
+    return _STYLE_ATTRIBUTE.sub(
+        lambda m: m.group(0).replace("; ", ";"), str(premailer.transform(html, pretty_print=False))
+    )
 
 
 def inline_template_css(source: str) -> str:
@@ -216,6 +222,11 @@ def long_date(value: date) -> str:
     return f"{_WEEKDAYS[value.weekday()]} {value.day} {_MONTHS[value.month - 1]} {value.year}"
 
 
+def short_date(value: date) -> str:
+    """A paper's date in its meta line, as in '23 Nov 2026': the weekday would only take room."""
+    return f"{value.day} {_MONTHS[value.month - 1]} {value.year}"
+
+
 def _short_authors(authors: list[str]) -> str:
     names = [one_line(a) for a in authors if str(a).strip()]
     if len(names) > _SHOWN_AUTHORS:
@@ -223,13 +234,33 @@ def _short_authors(authors: list[str]) -> str:
     return ", ".join(names)
 
 
-def _is_web_url(value: object) -> bool:
+@lru_cache(maxsize=8192)
+def meta_line(
+    authors: tuple[str, ...], arxiv_id: str | None, category: str | None, published: date | None
+) -> str:
+    """A paper's authors, arXiv id, primary category and date, as far as they are known, on one line.
+
+    Cached: the same paper's line is shown to every subscriber who gets the paper."""
+    parts = [
+        _short_authors(list(authors)),
+        f"arXiv:{arxiv_id}" if arxiv_id else "",
+        one_line(category or ""),
+        short_date(published) if published else "",
+    ]
+    return " · ".join(part for part in parts if part)
+
+
+def is_web_url(value: object) -> TypeGuard[str]:
+    """Only http(s) URLs are linked: a stored URL is whatever a source sent (javascript:, file:, ...)."""
     return isinstance(value, str) and value.strip().lower().startswith(("https://", "http://"))
 
 
 class Renderer:
-    def __init__(self, templates_dir: Path, *, preinline: bool = True) -> None:
-        """`preinline=False` leaves CSS in `<style>`; it exists to check the inlined output against."""
+    def __init__(self, templates_dir: Path, *, preinline: bool = True, organisation: str = "") -> None:
+        """`preinline=False` leaves CSS in `<style>`; it exists to check the inlined output against.
+
+        `organisation` (the DIGEST_ORGANISATION setting) is named in the footer of every email, whichever
+        code built its context."""
         self.templates_dir = templates_dir
         self._env = Environment(
             loader=_InliningLoader(templates_dir / "email", preinline=preinline),
@@ -243,14 +274,19 @@ class Renderer:
             auto_reload=True,
         )
         self._env.filters.update(
-            oneline=one_line, text_url=_text_url, long_date=long_date, short_authors=_short_authors
+            oneline=one_line,
+            text_url=_text_url,
+            long_date=long_date,
+            short_date=short_date,
+            short_authors=_short_authors,
         )
-        self._env.tests["web_url"] = _is_web_url
+        self._env.tests["web_url"] = is_web_url
         self._env.globals["confirm_valid_days"] = CONFIRM_MAX_AGE_SECONDS // 86400
+        self._env.globals["organisation"] = organisation
 
     @classmethod
-    def default(cls) -> Renderer:
-        return cls(TEMPLATES_DIR)
+    def default(cls, *, organisation: str = "") -> Renderer:
+        return cls(TEMPLATES_DIR, organisation=organisation)
 
     def render(self, name: str, context: Mapping[str, Any]) -> RenderedEmail:
         if not _EMAIL_NAME.fullmatch(name):
@@ -262,8 +298,8 @@ class Renderer:
 
 
 @lru_cache(maxsize=8192)
-def trim_abstract(text: str, limit: int = 400) -> str:
-    """Keep the digest scannable: about three lines per paper, never cutting a word in half.
+def trim_abstract(text: str, limit: int = SNIPPET_CHARS) -> str:
+    """Keep the digest scannable: two or three lines per paper, never cutting a word in half.
 
     Cached: the same paper's abstract is trimmed for every subscriber who gets it."""
     if limit < 2:

@@ -26,8 +26,10 @@ from tests.support.env import SmtpSink, make_settings
 from workers.app import bind
 from workers.tasks import CeleryDispatcher
 
+# A paper of the text part: rank and title, its link, then its reason, meta and PDF lines, then the votes.
 ITEM = re.compile(
     r"^(?P<rank>\d+)\. (?P<title>.+)\n(?:   (?P<url>https?://\S+)\n)?"
+    r"(?:   (?!More like this: |Less like this: ).+\n)*"
     r"   More like this: (?P<more>\S+)\n   Less like this: (?P<less>\S+)$",
     re.MULTILINE,
 )

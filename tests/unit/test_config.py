@@ -41,3 +41,15 @@ def test_a_generated_secret_is_kept_private_and_reused(tmp_path: Path) -> None:
 def test_bad_settings_name_the_variable(tmp_path: Path, name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):
         get_settings({"DIGEST_DATA_DIR": str(tmp_path), name: value})
+
+
+def test_the_organisation_is_optional_and_kept_as_written(tmp_path: Path) -> None:
+    assert get_settings({"DIGEST_DATA_DIR": str(tmp_path)}).organisation == ""
+    settings = get_settings({"DIGEST_DATA_DIR": str(tmp_path), "DIGEST_ORGANISATION": "  Université Lab  "})
+    assert settings.organisation == "Université Lab"
+
+
+@pytest.mark.parametrize("value", ["Lab\r\nBcc: x@example.org", "Lab\tTabs", "L" * 81])
+def test_an_unusable_organisation_names_the_variable(tmp_path: Path, value: str) -> None:
+    with pytest.raises(ConfigError, match="DIGEST_ORGANISATION"):
+        get_settings({"DIGEST_DATA_DIR": str(tmp_path), "DIGEST_ORGANISATION": value})

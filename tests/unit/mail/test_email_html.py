@@ -16,7 +16,16 @@ from urllib.parse import quote
 import pytest
 
 from digest.mail.compose import HTML_LIMIT_BYTES
-from digest.mail.render import TEMPLATES_DIR, RenderedEmail, Renderer, inline_css, trim_abstract
+from digest.mail.digest_email import LONG_DIGEST_SNIPPET_CHARS
+from digest.mail.render import (
+    SNIPPET_CHARS,
+    TEMPLATES_DIR,
+    RenderedEmail,
+    Renderer,
+    inline_css,
+    meta_line,
+    trim_abstract,
+)
 from digest.subscribers.subscriptions import MAX_DIGEST_SIZE
 from tests.support.html import canonical
 
@@ -30,8 +39,9 @@ LONG_ABSTRACT = " ".join(
 )
 
 
-def paper(rank: int, section: str = "picks", **extra: Any) -> dict[str, Any]:
-    """A paper as digest_context makes it, with a long title, a long author list and a trimmed abstract."""
+def paper(rank: int, section: str = "picks", snippet: int = SNIPPET_CHARS, **extra: Any) -> dict[str, Any]:
+    """A paper as digest_context makes it, with a long title, a long author list, a trimmed abstract and
+    every detail of its meta line."""
     base: dict[str, Any] = {
         "rank": rank,
         "title": (
@@ -39,25 +49,35 @@ def paper(rank: int, section: str = "picks", **extra: Any) -> dict[str, Any]:
             f"Mixture-of-Experts Routing and What Breaks at Scale ({section} {rank})"
         ),
         "url": f"https://arxiv.org/abs/2611.{rank:05d}",
-        "abstract": trim_abstract(LONG_ABSTRACT),
+        "abstract": trim_abstract(LONG_ABSTRACT, snippet),
         "reason": "Matches your topics: lora, parameter-efficient fine-tuning, diffusion transformers",
         "authors": [f"Maximiliane Oberhuber-Lindqvist {n}" for n in range(40)],
+        "pdf_url": f"https://arxiv.org/pdf/2611.{rank:05d}",
+        "arxiv_id": f"2611.{rank:05d}",
+        "category": "cs.LG",
+        "published": date(2026, 11, 20),
         "more_url": f"{BASE}/feedback/{TOKEN[:-5]}{section[0]}{rank:03}m",
         "less_url": f"{BASE}/feedback/{TOKEN[:-5]}{section[0]}{rank:03}l",
     }
     base.update(extra)
+    base.setdefault(
+        "meta", meta_line(tuple(base["authors"]), base["arxiv_id"], base["category"], base["published"])
+    )
     return base
 
 
 def digest_context(picks: int, trending: int = 0, **extra: Any) -> dict[str, Any]:
+    # As digest_context shortens the snippets of a long digest.
+    snippet = SNIPPET_CHARS if picks + trending <= 20 else LONG_DIGEST_SNIPPET_CHARS
     context: dict[str, Any] = {
         "subscriber_email": "a.very.long.reader.name@university.example.org",
         "topics": ["lora", "parameter-efficient fine-tuning", "diffusion transformers", "mixture of experts"],
         "schedule": "every Wednesday at 06:00 America/New_York",
         "digest_date": date(2026, 11, 23),
-        "items": [paper(rank) for rank in range(1, picks + 1)],
+        "items": [paper(rank, snippet=snippet) for rank in range(1, picks + 1)],
         "trending": [
-            paper(rank, "trending", reason=f"{400 - rank} upvotes today") for rank in range(1, trending + 1)
+            paper(rank, "trending", snippet, reason=f"{400 - rank} upvotes today")
+            for rank in range(1, trending + 1)
         ],
         "unsubscribe_url": f"{BASE}/unsubscribe/{TOKEN}",
         "preferences_url": f"{BASE}/preferences/{TOKEN}p",
@@ -91,8 +111,20 @@ DIGESTS: dict[str, dict[str, Any]] = {
         0,
         items=[
             paper(1, title="<b>Bold</b> & \"quoted\" 'titles'", url="https://example.org/a paper é?x=1&y=2"),
-            paper(2, url=None, authors=[], abstract=""),
+            # No URL of its own: digest_context links the service's page of it, and nothing else is known.
+            paper(
+                2,
+                url=f"{BASE}/papers/2",
+                authors=[],
+                abstract="",
+                pdf_url=None,
+                arxiv_id=None,
+                category=None,
+                published=None,
+            ),
             paper(3, authors=["Solo Author"], reason="Like “Earlier paper”, which you asked for more of"),
+            # What digest_context never passes; the template still links nothing but http(s).
+            paper(4, url="javascript:alert(1)", pdf_url="javascript:alert(2)", arxiv_id=None),
         ],
         topics=["<script>", "a & b"],
         subscriber_email="o'brien+tag@example.org",
@@ -208,12 +240,15 @@ def test_the_largest_digest_stays_under_gmails_clipping_size(rendered: dict[str,
 def test_the_size_check_uses_realistic_content(rendered: dict[str, RenderedEmail]) -> None:
     html = rendered["digest-largest"].html
     first = DIGESTS["largest"]["items"][0]
-    assert len(first["title"]) > 150 and len(first["abstract"]) > 390 and first["abstract"].endswith("…")
+    assert len(first["title"]) > 150 and first["abstract"].endswith("…")
+    assert LONG_DIGEST_SNIPPET_CHARS - 15 < len(first["abstract"]) <= LONG_DIGEST_SNIPPET_CHARS
     assert len(first["more_url"]) > 100
-    # Every paper is there, in full, with its shortened author list.
+    # Every paper is there, in full, with its shortened author list and the rest of its meta line.
     document = Document(html)
     assert len(document.links("More like this")) == 53
-    assert html.count("Maximiliane Oberhuber-Lindqvist 2 et al.") == 53
+    assert len(document.links("PDF")) == 53
+    assert html.count("Maximiliane Oberhuber-Lindqvist 2 et al. · arXiv:2611.") == 53
+    assert html.count(" · cs.LG · 20 Nov 2026 · ") == 53
     assert "Maximiliane Oberhuber-Lindqvist 3" not in html
     assert html.count(first["abstract"]) == 50
 
@@ -348,19 +383,39 @@ def test_digest_preheader_view_link_papers_and_footer(rendered: dict[str, Render
 
 def test_digest_paper_details(rendered: dict[str, RenderedEmail]) -> None:
     document = Document(rendered["digest-odd_values"].html)
-    cells = [td for td in document.all("td") if any(h.ancestors[-1] is td for h in document.all("h2"))]
-    linked, unlinked, solo = (" ".join(td.text.split()) for td in cells)
+    headings = document.all("h2")
+    cells = [td for td in document.all("td") if any(h.ancestors[-1] is td for h in headings)]
+    linked, bare, solo, hostile = (" ".join(td.text.split()) for td in cells)
     assert "<b>Bold</b> & \"quoted\" 'titles'" in linked
-    assert "Maximiliane Oberhuber-Lindqvist 0, Maximiliane Oberhuber-Lindqvist 1, " in linked
+    assert (
+        "Maximiliane Oberhuber-Lindqvist 0, Maximiliane Oberhuber-Lindqvist 1, "
+        "Maximiliane Oberhuber-Lindqvist 2 et al. · arXiv:2611.00001 · cs.LG · 20 Nov 2026 · PDF"
+    ) in linked
     assert "Why: Matches your topics" in linked
-    assert "et al." not in unlinked and "Why:" in unlinked
-    assert "Solo Author" in solo and "et al." not in solo
+    # Unknown details are left out, with no stray separator.
+    assert "et al." not in bare and "Why:" in bare and "·" not in bare and "PDF" not in bare
+    assert "Solo Author · arXiv:2611.00003" in solo and "et al." not in solo
     assert "Why: Like “Earlier paper”, which you asked for more of" in solo
+
     title_links = [a for a in document.all("a") if a.ancestors[-1].tag == "h2"]
-    assert len(title_links) == 2
-    assert title_links[0].attrs["href"] == "https://example.org/a paper é?x=1&y=2"
-    reason = next(p for p in document.all("p") if p.text.startswith("Why:"))
-    assert reason.style["font-size"] == "13px" and reason.style["color"] != "#1f2933"
+    assert [a.attrs["href"] for a in title_links] == [
+        "https://example.org/a paper é?x=1&y=2",
+        f"{BASE}/papers/2",
+        "https://arxiv.org/abs/2611.00003",
+    ]
+    assert not any(a.attrs["href"].startswith("javascript:") for a in document.all("a"))
+    assert "PDF" not in hostile
+    (pdf,) = [a for a in document.links("PDF") if a.ancestors[-2] is cells[0]]
+    assert pdf.attrs["href"] == "https://arxiv.org/pdf/2611.00001"
+
+    # The reason is the line right under the title, in its own colour rather than the meta line's grey.
+    for heading, cell in zip(headings, cells, strict=True):
+        following = document.elements[document.elements.index(heading) + 1 :]
+        reason = next(e for e in following if e.ancestors and e.ancestors[-1] is cell)
+        assert reason.text.startswith("Why:")
+        assert reason.style["color"] == "#0b6e5a"
+    meta = next(e for e in document.all("div") if e.text.startswith("Maximiliane"))
+    assert meta.style["color"] != "#0b6e5a" and meta.style["font-size"] == "12px"
 
 
 def test_confirm_email(rendered: dict[str, RenderedEmail]) -> None:

@@ -13,17 +13,21 @@ import pytest
 from premailer import Premailer
 
 from digest.mail.render import (
+    SNIPPET_CHARS,
     TEMPLATES_DIR,
     Renderer,
     TemplateInlineError,
     inline_css,
     inline_template_css,
+    meta_line,
     trim_abstract,
 )
 from tests.support.html import canonical
 
+# One paper of the text part: its rank and title, its link, its reason, meta and PDF lines, then the votes.
 ITEM = re.compile(
-    r"^(?P<rank>\d+)\. (?P<title>.+)\n(?:   (?P<url>\S+)\n)?"
+    r"^(?P<rank>\d+)\. (?P<title>.+)\n(?:   (?P<url>https?://\S+)\n)?"
+    r"(?P<details>(?:   (?!More like this: |Less like this: ).+\n)*)"
     r"   More like this: (?P<more>\S+)\n   Less like this: (?P<less>\S+)\n(?:\n|$)",
     re.MULTILINE,
 )
@@ -38,10 +42,17 @@ def item(rank: int, title: str, url: str | None = "https://arxiv.org/abs/2611.00
         "abstract": trim_abstract(LONG_ABSTRACT),
         "reason": "Matches your topics: lora, fine tuning",
         "authors": ["Ada Lovelace", "Alan Turing"],
+        "pdf_url": "https://arxiv.org/pdf/2611.00001",
+        "arxiv_id": "2611.00001",
+        "category": "cs.LG",
+        "published": date(2026, 11, 20),
         "more_url": f"https://digest.example.org/feedback/more-{rank}",
         "less_url": f"https://digest.example.org/feedback/less-{rank}",
     }
     base.update(extra)
+    base.setdefault(
+        "meta", meta_line(tuple(base["authors"]), base["arxiv_id"], base["category"], base["published"])
+    )
     return base
 
 
@@ -166,11 +177,15 @@ def test_text_part_lists_each_paper_in_the_parseable_format(renderer: Renderer) 
     assert block == [
         f"1. {' '.join(context['items'][0]['title'].split())}",
         "   https://example.org/papers/a%20paper%20é",
+        "   Why: Matches your topics: lora, fine tuning",
+        "   Author Ñumber 0, Author Ñumber 1, Author Ñumber 2 et al."
+        " · arXiv:2611.00001 · cs.LG · 20 Nov 2026",
+        "   PDF: https://arxiv.org/pdf/2611.00001",
         "   More like this: https://digest.example.org/feedback/more-1",
         "   Less like this: https://digest.example.org/feedback/less-1",
     ]
     second = text[text.index("2. ") :].split("\n\n")[0].splitlines()
-    assert len(second) == 3
+    assert len(second) == 6 and not second[1].startswith("   http")
     assert "Preferences: https://digest.example.org/preferences/tok-p" in text.splitlines()
     assert "Unsubscribe: https://digest.example.org/unsubscribe/tok-u" in text.splitlines()
 
@@ -316,10 +331,10 @@ def test_jinja_where_it_cannot_be_inlined_is_refused() -> None:
 def test_trim_abstract() -> None:
     assert trim_abstract("  short\n abstract ") == "short abstract"
     trimmed = trim_abstract(LONG_ABSTRACT)
-    assert len(trimmed) <= 400 and trimmed.endswith("…")
+    assert SNIPPET_CHARS - 30 < len(trimmed) <= SNIPPET_CHARS and trimmed.endswith("…")
     assert LONG_ABSTRACT.startswith(trimmed[:-1])
     assert LONG_ABSTRACT[len(trimmed) - 1] in " ;."  # the cut fell between words
     assert trim_abstract("one two three", limit=8) == "one two…"
     assert trim_abstract("x" * 50, limit=10) == "x" * 9 + "…"
-    exact = "a" * 400
+    exact = "a" * SNIPPET_CHARS
     assert trim_abstract(exact) == exact
