@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, selectinload
 from digest.db import transaction
 from digest.deliver.schedule import InvalidSchedule, Schedule, schedule_of, validated
 from digest.limits import SubscribeLimits
-from digest.mail.digest_email import digest_context
+from digest.mail.digest_email import digest_context, paper_details
 from digest.mail.render import trim_abstract
 from digest.models import Cadence, Digest, DigestItem, DigestStatus, Listing, Subscriber, Vote
 from digest.rank.portrait import Portrait, portrait
@@ -76,6 +76,8 @@ class PreviewPaper:
     abstract: str
     reason: str
     vote: Vote | None
+    meta: str = ""
+    pdf_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -486,6 +488,7 @@ class Readers:
                     trim_abstract(listings[listing_id].abstract, PREVIEW_ABSTRACT),
                     reason,
                     votes.get(listing_id),
+                    *_meta_and_pdf(listings[listing_id]),
                 )
                 for listing_id, _, reason, _ in picks
                 if listing_id in listings
@@ -511,3 +514,9 @@ class Readers:
         except Exception:
             log.exception("topic match counts failed")
             return None
+
+
+def _meta_and_pdf(listing: Listing) -> tuple[str, str | None]:
+    details = paper_details(listing)
+    pdf = details["pdf_url"]
+    return str(details["meta"]), pdf if isinstance(pdf, str) else None

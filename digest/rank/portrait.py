@@ -40,6 +40,8 @@ SOME = 0.3
 # A word pair renames the entry of its word when it weighs nearly as much.
 PAIR_NAMES_ENTRY = 0.8
 LIKES_SHOWN = 10
+# Entries drawn from the words of a single voted paper, at most.
+PER_PAPER = 3
 DISLIKES_SHOWN = 8
 _RAW_TOKEN = re.compile(r"[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*")
 
@@ -180,7 +182,7 @@ def describe(
         ):
             home.label = _label(term, surface)  # "low rank" names the entry better than "rank"
             home.named_by = term
-    entries.extend(voted_entries)
+    entries.extend(_few_per_paper(voted_entries, voted_texts))
 
     likes = sorted((e for e in entries if e.weight > 0), key=lambda e: -e.weight)
     dislikes = sorted((e for e in entries if e.weight < 0), key=lambda e: e.weight)
@@ -189,6 +191,26 @@ def describe(
         for entry in side:
             entry.share = abs(entry.weight) / largest if largest else 0.0
     return likes, dislikes
+
+
+def _few_per_paper(entries: list[Leaning], voted_texts: Sequence[str]) -> list[Leaning]:
+    """At most PER_PAPER entries whose words only one voted paper uses: one "less" vote would otherwise
+    fill the list with that paper's vocabulary ("stylecodes", "style", "srefs", "stylistic", ...)."""
+    papers_of: dict[str, set[int]] = defaultdict(set)
+    for number, text in enumerate(voted_texts):
+        for term in set(terms(text)):
+            papers_of[term].add(number)
+    shown: Counter[int] = Counter()
+    kept = []
+    for entry in entries:  # strongest first
+        papers = papers_of.get(entry.named_by or entry.terms[0], set())
+        if len(papers) == 1:
+            (paper,) = papers
+            if shown[paper] >= PER_PAPER:
+                continue
+            shown[paper] += 1
+        kept.append(entry)
+    return kept
 
 
 def _merge_target(term: str, weight: float, entries: Iterable[Leaning]) -> Leaning | None:

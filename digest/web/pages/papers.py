@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from urllib.parse import quote_plus
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from digest.mail.digest_email import paper_details
 from digest.models import Listing
 from digest.web.pages.common import Web, is_web_url
-
-_ARXIV_ID = re.compile(r"^(?:\d{4}\.\d{4,5}|[a-z-]+(?:\.[A-Z]{2})?/\d{7})$")
 
 
 def paper_links(listing: Listing) -> list[tuple[str, str]]:
@@ -20,9 +18,14 @@ def paper_links(listing: Listing) -> list[tuple[str, str]]:
     links: list[tuple[str, str]] = []
     if is_web_url(listing.url):
         links.append(("Abstract page", str(listing.url)))
-    if listing.arxiv_id and _ARXIV_ID.match(listing.arxiv_id):
-        links.append(("PDF", f"https://arxiv.org/pdf/{listing.arxiv_id}"))
-    links.extend((name, str(url)) for name, url in sorted((listing.links or {}).items()) if is_web_url(url))
+    pdf = paper_details(listing)["pdf_url"]
+    if isinstance(pdf, str):
+        links.append(("PDF", pdf))
+    links.extend(
+        (name, str(url))
+        for name, url in sorted((listing.links or {}).items())
+        if name != "pdf" and is_web_url(url)
+    )
     title = quote_plus(listing.title)
     links.append(("Search arXiv", f"https://arxiv.org/search/?query={title}&searchtype=title"))
     links.append(("Search Semantic Scholar", f"https://www.semanticscholar.org/search?q={title}"))

@@ -33,6 +33,8 @@ def preview_items(request: Request, papers: list[PreviewPaper]) -> list[dict[str
             "abstract": p.abstract,
             "reason": p.reason,
             "vote": vote_name(p.vote),
+            "meta": p.meta,
+            "pdf_url": p.pdf_url,
         }
         for p in papers
     ]
