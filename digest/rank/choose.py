@@ -189,48 +189,31 @@ def balance_topics(
     for row in np.flatnonzero(np.any(good, axis=1)).tolist():
         subscriber = int(several[row])
         picks = list(chosen[subscriber])
-        given: set[int] = set()  # positions already handed to a topic
+        topic_of_row = np.maximum(columns[row], 0)
+        # (picks × topics): which pick is a good paper for which topic, kept up to date as places change.
+        on = (topic_scores[picked[row, : len(picks), None], topic_of_row[None, :]] >= bars[row]) & (
+            columns[row] >= 0
+        )
+        given = np.zeros(len(picks), dtype=bool)  # places already handed to a topic
         for j in sorted(np.flatnonzero(good[row]).tolist(), key=lambda j: -best_score[row, j]):
-            docs = np.array([[doc for doc, _ in picks]])
-            if _covers(topic_scores, docs, columns[row, j : j + 1], bars[row, j : j + 1])[0]:
+            if on[:, j].any():
                 heard[row, j] = True  # a paper placed for an earlier topic is on this one too
                 continue
             doc = int(best_doc[row, j])
-            entry = (doc, float(block[doc, subscriber]))
-            place = (
-                len(picks)
-                if len(picks) < sizes[subscriber]
-                else _last_spare(picks, given, topic_scores, columns[row], bars[row])
-            )
-            if place is None:
-                continue
-            if place == len(picks):
-                picks.append(entry)
+            doc_on = (topic_scores[doc, topic_of_row] >= bars[row]) & (columns[row] >= 0)
+            if len(picks) < sizes[subscriber]:
+                place = len(picks)
+                picks.append((doc, 0.0))
+                on, given = np.vstack([on, doc_on]), np.append(given, False)
             else:
-                picks[place] = entry
-            given.add(place)
+                # The last place not handed to a topic whose paper is no topic's only good one.
+                spare = np.flatnonzero(~given & ~np.any(on & (on.sum(axis=0) == 1), axis=1))
+                if spare.size == 0:
+                    continue
+                place = int(spare[-1])
+            picks[place] = (doc, float(block[doc, subscriber]))
+            on[place], given[place] = doc_on, True
             heard[row, j] = True
         result[subscriber] = picks
     quiet[several] = (columns >= 0) & ~heard & ~good
     return TopicBalance(result, quiet)
-
-
-def _last_spare(
-    picks: list[tuple[int, float]],
-    given: set[int],
-    topic_scores: np.ndarray,
-    columns: np.ndarray,
-    bars: np.ndarray,
-) -> int | None:
-    """The last place that can be given up: not handed to a topic, and every topic its paper covers is
-    covered by another pick too."""
-    present = columns >= 0
-    docs = np.array([doc for doc, _ in picks])
-    good = topic_scores[docs[:, None], columns[present][None, :]] >= bars[present][None, :]  # picks × topics
-    for position in range(len(picks) - 1, -1, -1):
-        if position in given:
-            continue
-        others = np.delete(good, position, axis=0)
-        if np.all(others.any(axis=0) | ~good[position]):
-            return position
-    return None
