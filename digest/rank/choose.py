@@ -117,7 +117,7 @@ class Topics:
 class TopicBalance:
     """Each subscriber's picks once every topic with a good paper has a place, and the topics without one.
 
-    `quiet[s, j]` is true where subscriber s's j-th topic (a column of `topic_columns`) had no good paper.
+    `quiet[s, j]` is true where subscriber s's j-th topic (`Topics.columns[s, j]`) had no good paper.
     """
 
     chosen: list[list[tuple[int, float]]]
