@@ -20,6 +20,8 @@ LIKED_WEIGHT = 0.75
 DISLIKED_WEIGHT = 0.25
 PSEUDO_FEEDBACK_DOCS = 5
 PSEUDO_FEEDBACK_WEIGHT = 0.3
+# A paper is a good one for a topic only if it matches the topic better than this share of stored papers.
+TOPIC_FLOOR_PERCENTILE = 90.0
 # Votes needed before a learned model joins the keyword prior, and how fast it takes over.
 MIN_VOTES_TO_LEARN = 4
 MIN_LIKES_TO_LEARN = 2
@@ -69,6 +71,7 @@ class KeywordProfiles:
         self._rows: list[sp.csr_matrix] = []
         self._stacked: sp.csr_matrix | None = None
         self._products: tuple[tuple[int, int], np.ndarray, np.ndarray] | None = None
+        self._floors = np.zeros(0, dtype=np.float32)
 
     def _topic_row(self, topic: str) -> int:
         key = topic.casefold().strip()
@@ -85,6 +88,55 @@ class KeywordProfiles:
         rows = [self._topic_row(topic) for topic in topics]
         return unit_rows(weighted_sum([(1.0, self._rows[row]) for row in rows]))
 
+    def distinct(self, topics: Sequence[str]) -> list[str]:
+        """The subscriber's topics as typed, one per topic row: a topic typed twice is heard once."""
+        seen: set[int] = set()
+        out = []
+        for topic in topics:
+            row = self._topic_row(topic)
+            if row not in seen:
+                seen.add(row)
+                out.append(topic)
+        return out
+
+    def topic_columns(self, topic_lists: Sequence[Sequence[str]]) -> np.ndarray:
+        """(subscribers × most topics) columns of `topic_scores`, in each one's `distinct` order, -1 after."""
+        rows = [[self._topic_row(t) for t in self.distinct(topics)] for topics in topic_lists]
+        columns = np.full((len(rows), max((len(r) for r in rows), default=0)), -1, dtype=np.int64)
+        for subscriber, subscriber_rows in enumerate(rows):
+            columns[subscriber, : len(subscriber_rows)] = subscriber_rows
+        return columns
+
+    def topic_scores(self, docs: sp.csr_matrix) -> np.ndarray:
+        """(documents × distinct topics): how well each paper matches each topic on its own."""
+        return self._product(docs)[0]
+
+    def topic_floors(self) -> np.ndarray:
+        """(distinct topics,): the score that most stored papers stay under, per topic: what matching a
+        topic by chance (a shared common word, the feedback's leaning) reaches, computed once per topic."""
+        if len(self._floors) < len(self._rows):
+            new = sp.vstack(self._rows[len(self._floors) :], format="csr")
+            if self.corpus.shape[0] == 0:
+                floors = np.zeros(new.shape[0], dtype=np.float32)
+            else:
+                chance = np.asarray((self.corpus @ new.T).toarray(), dtype=np.float32)
+                floors = np.percentile(chance, TOPIC_FLOOR_PERCENTILE, axis=0).astype(np.float32)
+            self._floors = np.concatenate([self._floors, floors])
+        return self._floors
+
+    def _product(self, docs: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+        key = (id(docs), len(self._rows))
+        if self._products is None or self._products[0] != key:
+            # Once per run, plus once more for each block that brings topics no earlier block had.
+            if self._stacked is None:
+                self._stacked = (
+                    sp.vstack(self._rows, format="csr") if self._rows else sp.csr_matrix((0, N_FEATURES))
+                )
+            doc_topic = np.asarray((docs @ self._stacked.T).toarray(), dtype=np.float32)
+            gram = np.asarray((self._stacked @ self._stacked.T).toarray(), dtype=np.float32)
+            self._products = (key, doc_topic, gram)
+        return self._products[1], self._products[2]
+
     def scores(self, docs: sp.csr_matrix, topic_lists: Sequence[Sequence[str]]) -> np.ndarray:
         """What scoring `docs` against each subscriber's `vector` gives, without a row per subscriber.
 
@@ -96,17 +148,7 @@ class KeywordProfiles:
         membership = np.zeros((len(topic_lists), len(self._rows)), dtype=np.float32)
         for subscriber, rows in enumerate(indices):
             membership[subscriber, rows] = 1.0
-        key = (id(docs), len(self._rows))
-        if self._products is None or self._products[0] != key:
-            # Once per run, plus once more for each block that brings topics no earlier block had.
-            if self._stacked is None:
-                self._stacked = (
-                    sp.vstack(self._rows, format="csr") if self._rows else sp.csr_matrix((0, N_FEATURES))
-                )
-            doc_topic = np.asarray((docs @ self._stacked.T).toarray(), dtype=np.float32)
-            gram = np.asarray((self._stacked @ self._stacked.T).toarray(), dtype=np.float32)
-            self._products = (key, doc_topic, gram)
-        _, doc_topic, gram = self._products
+        doc_topic, gram = self._product(docs)
         norms = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", membership, gram, membership), 0))
         norms[norms == 0] = 1.0
         result: np.ndarray = (doc_topic @ membership.T) / norms[None, :]

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from digest.db import transaction
 from digest.models import DigestItem, Listing
 from digest.rank.adjust import Adjustments, adjusted
-from digest.rank.choose import choose_block, scores
+from digest.rank.choose import Topics, balance_topics, choose_block, scores
 from digest.rank.explain import Explainer
 from digest.rank.features import listing_text
 from digest.rank.learned import background_sample, current_space, learned_vectors, load_votes, store_learned
@@ -35,6 +35,19 @@ TRENDING_SIZE = 3
 MMR_MAX_DOCS = 2000
 
 Pick = tuple[int, float, str, str]  # listing id, score, reason, section
+
+
+class Ranking(dict[int, list[Pick]]):
+    """A block's picks by subscriber id, and `quiet`: for each subscriber of the block, the topics (as
+    typed) that had no good paper today, for the email's "Nothing new on <topic> today".
+
+    `quiet` is not stored yet: a DigestItem names a listing (a foreign key, unique per subscriber), so a
+    topic without a paper cannot be one; it needs its own column or table (e.g. a JSON list on Digest).
+    """
+
+    def __init__(self, picks: dict[int, list[Pick]] | None = None, quiet: dict[int, list[str]] | None = None):
+        super().__init__(picks or {})
+        self.quiet: dict[int, list[str]] = quiet or {}
 
 
 @dataclass(frozen=True)
@@ -52,8 +65,18 @@ class Candidate:
 class Ranker:
     """What every block of a run shares: the window's vectors, the similarity between them, trending."""
 
-    def __init__(self, services: Services, session: Session, window_start: datetime, now: datetime) -> None:
+    def __init__(
+        self,
+        services: Services,
+        session: Session,
+        window_start: datetime,
+        now: datetime,
+        *,
+        balance_topics: bool = True,
+    ) -> None:
         self.services = services
+        # False ranks without each topic's place (what tools/topic_coverage.py compares against).
+        self.balance_topics = balance_topics
         self.space = current_space(services)
         self.window_start = window_start
         self.window = session.execute(
@@ -97,9 +120,9 @@ class Ranker:
                     store_learned(write, subscriber_id, votes[subscriber_id].key, vector)
         return votes, learned
 
-    def rank(self, session: Session, block: Sequence[Candidate]) -> dict[int, list[Pick]]:
+    def rank(self, session: Session, block: Sequence[Candidate]) -> Ranking:
         if not self.window:
-            return {}
+            return Ranking()
         ids = [c.subscriber_id for c in block]
         already_sent = self._already_sent(session, ids)
         votes, learned = self._learned(session, ids)
@@ -126,9 +149,9 @@ class Ranker:
         allowed_block = self.window_seen[:, None] > np.array([c.since.timestamp() for c in block])[None, :]
         for column, c in enumerate(block):
             allowed_block[already_sent.get(c.subscriber_id, []), column] = False
-        chosen_of = self._choose(block, block_scores, allowed_block)
+        chosen_of, quiet = self._choose(block, block_scores, allowed_block)
         liked = self._liked_similarity(block, votes)
-        picks: dict[int, list[Pick]] = {}
+        picks = Ranking(quiet=quiet)
         for column, candidate in enumerate(block):
             best = chosen_of[column]
             if not best:
@@ -160,8 +183,9 @@ class Ranker:
 
     def _choose(
         self, block: Sequence[Candidate], block_scores: Any, allowed_block: Any
-    ) -> list[list[tuple[int, float]]]:
-        """Each subscriber's papers, choosing for all subscribers of one digest size at once."""
+    ) -> tuple[list[list[tuple[int, float]]], dict[int, list[str]]]:
+        """Each subscriber's papers, choosing for all subscribers of one digest size at once, then a place
+        for each of their topics that has a good paper (`choose.balance_topics`); and the quiet topics."""
         chosen: list[list[tuple[int, float]]] = [[] for _ in block]
         columns_of: dict[int, list[int]] = defaultdict(list)
         for column, candidate in enumerate(block):
@@ -177,7 +201,27 @@ class Ranker:
             )
             for column, best in zip(columns, result, strict=True):
                 chosen[column] = best
-        return chosen
+        if not self.balance_topics:
+            return chosen, {}
+        topics = [self.keyword_profiles.distinct(c.topics) for c in block]
+        balanced = balance_topics(
+            chosen,
+            block_scores,
+            allowed_block,
+            Topics(
+                self.keyword_profiles.topic_scores(self.docs),
+                self.keyword_profiles.topic_floors(),
+                self.keyword_profiles.topic_columns(topics),
+            ),
+            np.array([c.size for c in block]),
+            threshold=MIN_SCORE,
+        )
+        quiet = {
+            block[column].subscriber_id: [topics[column][j] for j in np.flatnonzero(silent)]
+            for column, silent in enumerate(balanced.quiet)
+            if silent.any()
+        }
+        return balanced.chosen, quiet
 
     def _liked_similarity(
         self, block: Sequence[Candidate], votes: dict[int, Any]
