@@ -218,6 +218,8 @@ class Digest(Base):
     # that were therefore sent again, with the same Message-ID.
     ambiguous_sends: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Typed topics with no good paper in this digest, as typed: "Nothing new on <topic> today".
+    quiet_topics: Mapped[list[str] | None] = mapped_column(JSON)
 
     subscriber: Mapped[Subscriber] = relationship()
     items: Mapped[list[DigestItem]] = relationship(

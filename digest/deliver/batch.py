@@ -65,6 +65,7 @@ def load_batch(services: Services, digest_ids: Sequence[int]) -> list[DigestToSe
                 Digest.digest_date,
                 Digest.message_id,
                 Digest.attempts,
+                Digest.quiet_topics,
                 Subscriber.email,
                 Subscriber.public_id,
                 Subscriber.topics,
@@ -133,6 +134,7 @@ def load_batch(services: Services, digest_ids: Sequence[int]) -> list[DigestToSe
             digest_date=row.digest_date,
             message_id=row.message_id,
             attempts=row.attempts,
+            quiet_topics=list(row.quiet_topics or []),
             subscriber=Reader(
                 row.subscriber_id,
                 row.email,

@@ -291,6 +291,14 @@ def _store_plans(
         if items:
             _insert_items(session, items)
         ids = [c.digest_id for c in ready]
+        quiet = getattr(picks, "quiet", {})
+        quiet_rows = [
+            {"id": c.digest_id, "quiet_topics": quiet[c.subscriber_id]}
+            for c in ready
+            if quiet.get(c.subscriber_id)
+        ]
+        if quiet_rows:
+            session.execute(update(Digest), quiet_rows)
         for chunk_ids, status in ((ids, DigestStatus.PENDING), (empty, DigestStatus.EMPTY)):
             for start in range(0, len(chunk_ids), CLAIM_CHUNK):
                 session.execute(

@@ -65,6 +65,7 @@ class DigestToSend:
     subscriber: Reader
     items: list[Item] = field(default_factory=list)
     error: str | None = None
+    quiet_topics: list[str] = field(default_factory=list)
 
 
 # What may follow https://arxiv.org/pdf/: a versionless id as the store keeps it ("2401.01234",
@@ -128,6 +129,7 @@ def digest_context(services: Services, row: Digest | DigestToSend) -> dict[str, 
         "digest_date": row.digest_date,
         "items": entries("picks"),
         "trending": entries("trending"),
+        "quiet_topics": list(row.quiet_topics or []),
         "unsubscribe_url": links.unsubscribe_url(subscriber.public_id),
         "preferences_url": links.preferences_url(subscriber.public_id),
         "view_url": links.archive_url(subscriber.public_id, row.id),

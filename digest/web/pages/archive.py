@@ -54,6 +54,7 @@ def router(web: Web) -> APIRouter:
                 "email": mask_email(page.subscriber.email),
                 "picks": picks,
                 "trending": papers("trending"),
+                "quiet_topics": context.get("quiet_topics") or [],
                 "voted": sum(1 for p in picks if p["vote"]),
                 "vote_action": request.url_for("digest_vote", token=token).path,
                 "undo_action": request.url_for("digest_vote_undo", token=token).path,
