@@ -43,7 +43,7 @@ def preview(
         with _lock:
             ranker = _kept[0][1] if _kept and _kept[0][0] == key else None
         if ranker is None:
-            ranker = Ranker(services, session, window_start, now)
+            ranker = Ranker(services, session, window_start, now, refit_space=False)
             with _lock:
                 _kept[:] = [(key, ranker)]
         candidate = Candidate(

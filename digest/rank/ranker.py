@@ -73,11 +73,13 @@ class Ranker:
         now: datetime,
         *,
         balance_topics: bool = True,
+        refit_space: bool = True,
     ) -> None:
+        """`refit_space=False` ranks in the saved space however old, for a page that must not refit."""
         self.services = services
         # False ranks without each topic's place (what tools/topic_coverage.py compares against).
         self.balance_topics = balance_topics
-        self.space = current_space(services)
+        self.space = current_space(services, refit=refit_space)
         self.window_start = window_start
         self.window = session.execute(
             select(Listing.id, Listing.first_seen_at, Listing.title, Listing.abstract, Listing.upvotes)
