@@ -154,7 +154,7 @@ def test_a_paper_without_a_link_has_its_own_page(client: TestClient, services: S
         row.categories = ["cs.LG"]
     digest_id = add_digest(services, ann.id, [bare.id], date(2026, 11, 20))
     page = client.get(f"/archive/{services.links.archive_token(ann.public_id, digest_id)}").text
-    assert f'<a href="/papers/{bare.id}" rel="noopener noreferrer">A paper with no URL</a>' in page
+    assert f'<a href="{BASE_URL}/papers/{bare.id}" rel="noopener noreferrer">A paper with no URL</a>' in page
     paper = client.get(f"/papers/{bare.id}")
     assert paper.status_code == 200
     assert (
