@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from digest.db import transaction
 from digest.models import DigestItem, Listing
-from digest.rank.adjust import Adjustments, adjusted
+from digest.rank.adjust import MUTE, Adjustments, adjusted
 from digest.rank.choose import Topics, balance_topics, choose_block, scores
 from digest.rank.explain import Explainer
 from digest.rank.features import listing_text
@@ -205,7 +205,11 @@ class Ranker:
                 chosen[column] = best
         if not self.balance_topics:
             return chosen, {}
-        topics = [self.keyword_profiles.distinct(c.topics) for c in block]
+        # A typed topic the reader muted gets no guaranteed place, and is not reported as quiet.
+        topics = [
+            self.keyword_profiles.distinct([t for t in c.topics if not _muted(t, c.adjustments)])
+            for c in block
+        ]
         balanced = balance_topics(
             chosen,
             block_scores,
@@ -256,3 +260,8 @@ class Ranker:
                 f"{self.window[pos].upvotes} upvotes today",
                 "trending",
             )
+
+
+def _muted(topic: str, adjustments: Adjustments | None) -> bool:
+    entry = (adjustments or {}).get(topic.strip())
+    return entry is not None and entry.get("action") == MUTE

@@ -47,3 +47,21 @@ def test_a_mute_takes_a_paper_out_and_a_boost_brings_one_in(any_services: Servic
     assert vision not in texts["muted@example.org"]
     assert all(title in texts["muted@example.org"] for title, _ in LORA if title != vision)
     assert protein in texts["boosted@example.org"] and vision in texts["boosted@example.org"]
+
+
+def test_a_muted_typed_topic_gets_no_place_and_is_not_called_quiet(
+    any_services: Services, tmp_path: Path
+) -> None:
+    from digest.models import Digest
+
+    services = any_services
+    ingest(services, tmp_path, LORA + OTHER, T0 - timedelta(hours=2))
+    add_subscriber(services, "both@example.org", "LoRA, protein folding")
+    with transaction(services.sessions) as session:
+        reader = session.scalars(select(Subscriber)).one()
+        adjust_term(session, reader, "protein folding", MUTE, ["protein", "folding", "protein folding"])
+    assert run_day(services, DAY, InlineDispatcher(services), now=T0).sent == 1
+    text = _texts(services)["both@example.org"]
+    assert "Protein folding with attention" not in text and "Nothing new" not in text
+    with services.sessions() as session:
+        assert session.scalars(select(Digest.quiet_topics)).one() is None
