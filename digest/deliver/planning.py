@@ -31,7 +31,7 @@ from digest.models import (
     SubscriberStatus,
     UTCDateTime,
 )
-from digest.rank.ranker import Candidate, Pick, Ranker
+from digest.rank.ranker import Candidate, Ranker, Ranking
 from digest.services import Services
 
 SCORING_BLOCK = 5000
@@ -197,7 +197,7 @@ def plan_pending(
         ranker = Ranker(services, session, report.window_start, now) if report.new_listings else None
         for start in range(0, len(candidates), SCORING_BLOCK):
             block = candidates[start : start + SCORING_BLOCK]
-            picks = ranker.rank(session, block) if ranker else {}
+            picks = ranker.rank(session, block) if ranker else Ranking()
             ready = _store_plans(services, block, picks, now)
             report.planned += len(ready)
             report.empty += len(block) - len(ready)
@@ -276,9 +276,7 @@ def claim_for_planning(services: Services, now: datetime) -> list[Candidate]:
     ]
 
 
-def _store_plans(
-    services: Services, block: Sequence[Candidate], picks: dict[int, list[Pick]], now: datetime
-) -> list[int]:
+def _store_plans(services: Services, block: Sequence[Candidate], picks: Ranking, now: datetime) -> list[int]:
     """Write the chosen items and mark the block planned, in one transaction; returns the digests to send."""
     ready = [c for c in block if picks.get(c.subscriber_id)]
     empty = [c.digest_id for c in block if not picks.get(c.subscriber_id)]
@@ -291,11 +289,10 @@ def _store_plans(
         if items:
             _insert_items(session, items)
         ids = [c.digest_id for c in ready]
-        quiet = getattr(picks, "quiet", {})
         quiet_rows = [
-            {"id": c.digest_id, "quiet_topics": quiet[c.subscriber_id]}
+            {"id": c.digest_id, "quiet_topics": picks.quiet[c.subscriber_id]}
             for c in ready
-            if quiet.get(c.subscriber_id)
+            if picks.quiet.get(c.subscriber_id)
         ]
         if quiet_rows:
             session.execute(update(Digest), quiet_rows)

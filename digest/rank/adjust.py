@@ -7,6 +7,7 @@ top of whatever the keywords and votes made, and outweighs the profile's stronge
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -38,7 +39,7 @@ def adjusted(vector: sp.csr_matrix, adjustments: Adjustments | None) -> sp.csr_m
         names = [str(t) for t in entry.get("terms", [])]
         if action not in ACTIONS or not names:
             continue
-        for column in term_columns(names):
+        for column in _columns(tuple(names)):
             if action == MUTE:
                 values[column] = -MUTE_STRENGTH * largest
             else:
@@ -47,3 +48,10 @@ def adjusted(vector: sp.csr_matrix, adjustments: Adjustments | None) -> sp.csr_m
     data = np.array([values[c] for c in columns.tolist()], dtype=np.float32)
     row = sp.csr_matrix((data, (np.zeros(len(columns), dtype=np.int64), columns)), shape=(1, N_FEATURES))
     return unit_rows(row)
+
+
+@lru_cache(maxsize=4096)
+def _columns(names: tuple[str, ...]) -> list[int]:
+    """A muted term's columns never move (the space is hashed), so each run hashes a term once, not once
+    per reader who muted it."""
+    return term_columns(names)

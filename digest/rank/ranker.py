@@ -39,11 +39,7 @@ Pick = tuple[int, float, str, str]  # listing id, score, reason, section
 
 class Ranking(dict[int, list[Pick]]):
     """A block's picks by subscriber id, and `quiet`: for each subscriber of the block, the topics (as
-    typed) that had no good paper today, for the email's "Nothing new on <topic> today".
-
-    `quiet` is not stored yet: a DigestItem names a listing (a foreign key, unique per subscriber), so a
-    topic without a paper cannot be one; it needs its own column or table (e.g. a JSON list on Digest).
-    """
+    typed) that had no good paper today, which planning stores on the digest (`Digest.quiet_topics`)."""
 
     def __init__(self, picks: dict[int, list[Pick]] | None = None, quiet: dict[int, list[str]] | None = None):
         super().__init__(picks or {})

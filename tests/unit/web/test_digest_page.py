@@ -5,18 +5,15 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
-import pytest
 from fastapi.testclient import TestClient
 
 from digest.db import transaction
 from digest.ingest.files import ingest_paths
 from digest.models import Listing, Vote
 from digest.services import Services
-from digest.web.app import create_app
 from tests.support.web import (
     BASE_URL,
     RecordingDispatcher,
@@ -27,19 +24,6 @@ from tests.support.web import (
     reload,
     votes,
 )
-
-
-@pytest.fixture
-def dispatcher() -> RecordingDispatcher:
-    return RecordingDispatcher()
-
-
-@pytest.fixture
-def client(services: Services, dispatcher: RecordingDispatcher) -> Iterator[TestClient]:
-    with TestClient(
-        create_app(services, dispatcher), base_url=BASE_URL, follow_redirects=False
-    ) as test_client:
-        yield test_client
 
 
 def _digest(services: Services, n: int = 3) -> tuple[str, list[Listing], str]:

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterator
 from datetime import UTC, date
 from pathlib import Path
 
@@ -32,20 +31,6 @@ from tests.support.web import (
     votes,
     without_typed_address,
 )
-
-
-@pytest.fixture
-def dispatcher() -> RecordingDispatcher:
-    return RecordingDispatcher()
-
-
-@pytest.fixture
-def client(services: Services, dispatcher: RecordingDispatcher) -> Iterator[TestClient]:
-    with TestClient(
-        create_app(services, dispatcher), base_url=BASE_URL, follow_redirects=False
-    ) as test_client:
-        yield test_client
-
 
 # Every page -------------------------------------------------------------------------------------
 
